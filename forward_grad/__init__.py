@@ -1,0 +1,1 @@
+"""forward_grad package."""

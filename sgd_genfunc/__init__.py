@@ -1,0 +1,1 @@
+"""sgd_genfunc package."""
