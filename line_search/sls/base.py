@@ -1,0 +1,490 @@
+"""ArmijoLineSearch: the one base of SLS, AdamSLS, KenSLS and SaLSa (spec sections 3.1 and 3.3).
+
+Kenneweg et al., "Improving Line Search Methods for Large Scale Neural Network Training", ACDSA 2024, and
+"No learning rates needed: Introducing SALSA", IJCNN 2024; baselines Vaswani et al. 2019 (SLS) and 2021 (ADAM+SLS).
+
+Symbols: w0 = w_k, g = mini-batch gradient, f = the batch loss, m, v = Adam moments, P = 1/(sqrt(v_hat)+eps),
+d = tested direction, phi = g.d, eta = step size, s / h = smoothed slope / loss decrease, L = search interval.
+
+One step k (labels as in the spec):
+  (A1) m, v, m_hat, v_hat, P (bias correction with t = k from 1);
+  (A2) eta_cand = clip(eta_{k-1}*grow, eta_min, eta_max);
+  (A3) d, phi in float64 (sgd: g; precond: P*g; momentum: P*m_hat, falling back to P*g when phi <= 0);
+  (A4) s_k = beta_s*s_{k-1} + (1-beta_s)*phi;
+  (A5) trials eta_j = max(eta_cand*shrink^j, eta_min), accept when beta_s*h + (1-beta_s)*(f0 - f_j) >= c*eta_j*s_k;
+  (A6) failure takes the last trial's eta; (A7) the step taken ("trial" or "momentum") and decoupled weight decay;
+  (A8) s_k <= min_slope: eta_cand without trials; (A9) speed-up: search only every L_k steps after step 10.
+
+Notes: no deepcopy (one work buffer per parameter holds d; trials move incrementally), losses and tests in float64,
+the global torch RNG is forked and the closure is reseeded from the optimizer's own generator before the backward call
+and every trial, so dropout masks are equal within a step. LR schedulers must not drive these optimizers (they set
+group['lr'] themselves), and torch.cuda.amp.GradScaler is unsupported (GradScaler.step rejects closures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from line_search.sls.armijo import (
+    armijo_test,
+    candidate_step_size,
+    search_interval,
+    should_search,
+    smoothed_slope,
+    speedup_emas,
+    trial_step_size,
+)
+from line_search.sls.utils import normalize_closure, preserve_running_stats
+
+__all__ = ["ArmijoLineSearch", "UNSET", "pick", "resolve_grow"]
+
+UNSET = object()
+
+# keys that belong to the one shared line search and may not differ between groups
+_LINE_SEARCH_KNOBS = (
+    "lr",
+    "c",
+    "init_step_size",
+    "grow",
+    "shrink",
+    "beta_b",
+    "max_trials",
+    "beta_s",
+    "eta_min",
+    "eta_max",
+    "speed_up",
+    "line_search",
+    "step_direction",
+    "min_slope",
+    "accept_ties",
+    "nan_policy",
+    "seed",
+    "replay_rng",
+    "reset_option",
+    "smooth",
+    "use_mv",
+    "momentum",
+    "beta",
+)
+_COUNTERS = ("n_forwards", "n_searches", "n_backtracks", "n_fail", "n_fallback", "n_untested", "n_nonfinite", "n_steps")
+
+
+def pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """Resolve a knob given under its spec name or its reference alias; both at once is a TypeError."""
+    if value is not UNSET and alias_value is not UNSET:
+        raise TypeError(f"got both {name!r} and its alias {alias!r}; pass one")
+    if value is not UNSET:
+        return value
+    if alias_value is not UNSET:
+        return alias_value
+    return default
+
+
+def resolve_grow(grow: Any, gamma: Any, n_batches_per_epoch: Any, default: float) -> float:
+    """`grow`, or the SLS reference form gamma^(1/n_batches_per_epoch) (defaults 2 and 500); both is a TypeError."""
+    if grow is not UNSET and (gamma is not UNSET or n_batches_per_epoch is not UNSET):
+        raise TypeError("got both 'grow' and its reference form gamma^(1/n_batches_per_epoch); pass one")
+    if grow is not UNSET:
+        return grow
+    if gamma is UNSET and n_batches_per_epoch is UNSET:
+        return default
+    g = 2.0 if gamma is UNSET else gamma
+    n = 500 if n_batches_per_epoch is UNSET else n_batches_per_epoch
+    return g ** (1.0 / n)
+
+
+def _normalize_params(params: Any) -> list[dict]:
+    """Accept a plain iterable of tensors, a list of dicts, or the seed's list of iterables (one group each)."""
+    if isinstance(params, torch.Tensor):
+        raise TypeError("params must be an iterable of tensors, dicts or iterables, not a single tensor")
+    items = list(params)
+    if not items:
+        raise ValueError("optimizer got an empty parameter list")
+    kinds = set()
+    for x in items:
+        if isinstance(x, torch.Tensor):
+            kinds.add("tensor")
+        elif isinstance(x, dict):
+            kinds.add("dict")
+        elif isinstance(x, Iterable) and not isinstance(x, str | bytes):
+            kinds.add("iterable")
+        else:
+            raise TypeError(f"params entries must be tensors, dicts or iterables of tensors, got {type(x).__name__}")
+    if len(kinds) > 1:
+        raise TypeError(f"params mixes forms {sorted(kinds)}; pass tensors, group dicts or iterables, not a mix")
+    kind = kinds.pop()
+    if kind == "tensor":
+        return [{"params": items}]
+    if kind == "dict":
+        return [dict(g) for g in items]
+    groups = []
+    for x in items:
+        tensors = list(x)
+        if not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise TypeError("each iterable in params must yield tensors")
+        groups.append({"params": tensors})
+    return groups
+
+
+def _check(cond: bool, name: str, value: Any, rule: str) -> None:
+    if not cond:
+        raise ValueError(f"invalid {name}: {value!r} (must be {rule})")
+
+
+class ArmijoLineSearch(torch.optim.Optimizer):
+    """Armijo backtracking line search with optional Adam preconditioning, smoothing and speed-up (A1)-(A9).
+
+    Subclasses choose the defaults of spec 3.2, the tested direction (`search_direction`: "sgd" | "precond" |
+    "momentum") and the step taken (`step_direction`: "trial" | "momentum").
+
+    Args:
+        params: iterable of tensors, list of group dicts (params, weight_decay, betas, eps), or list of iterables.
+        c: Armijo constant in (0, 1). init_step_size: eta_0 > 0. grow: candidate factor >= 1 (A2).
+        shrink: backtracking factor in (0, 1) (A5). max_trials: trials per search >= 1.
+        beta_s: smoothing of slope and decrease in [0, 1) (A4, A5); 0 is plain Armijo.
+        eta_min, eta_max: step-size bounds (eta_max None = unbounded).
+        betas, eps: Adam moments (A1), used when `moments` is True. weight_decay: decoupled (AdamW form, A7).
+        speed_up: (A9) search cadence. line_search: False makes every step an untested (A9) step.
+        step_direction: "trial" keeps w0 - eta*d, "momentum" steps along P*m_hat (A7).
+        min_slope: (A8) threshold. accept_ties: accept f_j == f0 exactly. nan_policy: "raise" | "skip" for a
+        non-finite loss or gradient at w0. seed: of the optimizer's generator (None -> torch.initial_seed()).
+        replay_rng: reseed the closure's torch RNG identically for the backward call and every trial.
+        model: module whose norm-layer running stats are restored after the trials.
+        sync_losses: all-reduce (mean) f0 and trial losses under torch.distributed with world size > 1.
+        reset_option: (A2) 0 keep, 1 grow, 2 reset to eta_0.
+    """
+
+    def __init__(
+        self,
+        params,
+        *,
+        c: float,
+        init_step_size: float,
+        grow: float,
+        shrink: float,
+        max_trials: int,
+        beta_s: float,
+        eta_min: float,
+        eta_max: float | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        speed_up: bool = False,
+        line_search: bool = True,
+        search_direction: str = "sgd",
+        step_direction: str = "trial",
+        moments: bool = False,
+        min_slope: float = 1e-12,
+        accept_ties: bool = True,
+        nan_policy: str = "raise",
+        seed: int | None = None,
+        replay_rng: bool = True,
+        model: torch.nn.Module | None = None,
+        sync_losses: bool = True,
+        reset_option: int = 1,
+    ):
+        _check(0.0 < c < 1.0, "c", c, "in (0, 1)")
+        _check(init_step_size > 0.0, "init_step_size", init_step_size, "> 0")
+        _check(grow >= 1.0, "grow", grow, ">= 1")
+        _check(0.0 < shrink < 1.0, "shrink", shrink, "in (0, 1)")
+        _check(isinstance(max_trials, int) and max_trials >= 1, "max_trials", max_trials, "an int >= 1")
+        _check(0.0 <= beta_s < 1.0, "beta_s", beta_s, "in [0, 1)")
+        _check(eta_min > 0.0 and eta_min <= init_step_size, "eta_min", eta_min, "in (0, init_step_size]")
+        _check(eta_max is None or eta_max >= eta_min, "eta_max", eta_max, ">= eta_min or None")
+        _check(weight_decay >= 0.0, "weight_decay", weight_decay, ">= 0")
+        _check(eps > 0.0, "eps", eps, "> 0")
+        _check(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "betas", betas, "two values in [0, 1)")
+        _check(nan_policy in ("raise", "skip"), "nan_policy", nan_policy, '"raise" or "skip"')
+        _check(search_direction in ("sgd", "precond", "momentum"), "search_direction", search_direction, "known")
+        _check(step_direction in ("trial", "momentum"), "step_direction", step_direction, '"trial" or "momentum"')
+        _check(reset_option in (0, 1, 2), "reset_option", reset_option, "0, 1 or 2")
+        _check(min_slope >= 0.0, "min_slope", min_slope, ">= 0")
+        if not moments and (search_direction != "sgd" or step_direction != "trial"):
+            raise ValueError("step_direction='momentum' and preconditioned directions need Adam moments")
+
+        groups = _normalize_params(params)
+        for g in groups:
+            bad = [k for k in g if k in _LINE_SEARCH_KNOBS or (k in ("betas", "eps") and not moments)]
+            if bad:
+                raise ValueError(f"param group keys {bad} are not per-group; one line search serves all groups")
+            if "weight_decay" in g:
+                _check(g["weight_decay"] >= 0.0, "weight_decay", g["weight_decay"], ">= 0")
+            if "eps" in g:
+                _check(g["eps"] > 0.0, "eps", g["eps"], "> 0")
+            if "betas" in g:
+                _check(all(0.0 <= b < 1.0 for b in g["betas"]), "betas", g["betas"], "two values in [0, 1)")
+        for g in groups:
+            for p in g["params"]:
+                if type(p).__name__ in ("DTensor", "FlatParameter") or getattr(p, "_is_sharded", False):
+                    raise NotImplementedError("sharded parameters (FSDP/DTensor) are not supported")
+
+        defaults: dict[str, Any] = {"lr": float(init_step_size), "weight_decay": float(weight_decay)}
+        if moments:
+            defaults.update(betas=tuple(float(b) for b in betas), eps=float(eps))
+        # attributes first: nothing in Optimizer.__init__ reads them, but step() does
+        self.c, self.init_step_size = float(c), float(init_step_size)
+        self.grow, self.shrink = float(grow), float(shrink)
+        self.max_trials, self.beta_s = int(max_trials), float(beta_s)
+        self.eta_min, self.eta_max = float(eta_min), (None if eta_max is None else float(eta_max))
+        self.speed_up, self.line_search = bool(speed_up), bool(line_search)
+        self.search_direction, self.step_direction, self.moments = search_direction, step_direction, bool(moments)
+        self.min_slope, self.accept_ties, self.nan_policy = float(min_slope), bool(accept_ties), nan_policy
+        self.replay_rng, self.sync_losses, self.reset_option = bool(replay_rng), bool(sync_losses), int(reset_option)
+        self.model = model
+        super().__init__(groups, defaults)
+        self._generator = torch.Generator()
+        self._generator.manual_seed(int(torch.initial_seed() if seed is None else seed))
+        self._work: dict[torch.Tensor, torch.Tensor] = {}
+        self._ls: dict[str, Any] = {
+            "t": 0,
+            "h": 0.0,
+            "s": 0.0,
+            "e_fast": 1e-8,
+            "e_slow": 1e-8,
+            "last_search": 0,
+            "L": 1.0,
+            **{k: 0 for k in _COUNTERS},
+        }
+        self.diagnostics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        ls = dict(self._ls)
+        ls["generator"] = self._generator.get_state()
+        sd["line_search"] = ls
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        ls = state_dict.pop("line_search", None)
+        super().load_state_dict(state_dict)
+        if ls is not None:
+            ls = dict(ls)
+            self._generator.set_state(ls.pop("generator"))
+            self._ls.update(ls)
+
+    @property
+    def eta(self) -> float:
+        """The current step size eta_k (mirrored in every group's 'lr')."""
+        return float(self.param_groups[0]["lr"])
+
+    def memory_footprint(self) -> dict[str, int]:
+        """Bytes of persistent optimizer state (exp_avg, exp_avg_sq) and of the work buffers holding d."""
+        tensors = [t for st in self.state.values() for t in st.values() if torch.is_tensor(t)]
+        state = sum(t.numel() * t.element_size() for t in tensors)
+        work = sum(t.numel() * t.element_size() for t in self._work.values())
+        return {"state_bytes": int(state), "work_bytes": int(work)}
+
+    # ------------------------------------------------------------------ helpers
+    def _active(self) -> list[tuple[dict, list[torch.Tensor]]]:
+        out = []
+        for g in self.param_groups:
+            ps = []
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("Armijo line search optimizers do not support sparse gradients")
+                ps.append(p)
+            if ps:
+                out.append((g, ps))
+        return out
+
+    def _reduce(self, loss: torch.Tensor) -> torch.Tensor:
+        loss = loss.detach().reshape(()).to(torch.float64)
+        if self.sync_losses and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            loss = loss.clone()
+            dist.all_reduce(loss)
+            loss = loss / dist.get_world_size()
+        return loss
+
+    def _buffers(self, ps: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for p in ps:
+            b = self._work.get(p)
+            if b is None:
+                b = self._work[p] = torch.empty_like(p, memory_format=torch.preserve_format)
+            out.append(b)
+        return out
+
+    def _update_moments(self, active, t: int) -> None:
+        """(A1): m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2 (lazy zeros_like state)."""
+        for g, ps in active:
+            b1, b2 = g["betas"]
+            ms, vs, grads = [], [], []
+            for p in ps:
+                st = self.state[p]
+                if "exp_avg" not in st:
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                ms.append(st["exp_avg"])
+                vs.append(st["exp_avg_sq"])
+                grads.append(p.grad)
+            torch._foreach_mul_(ms, b1)
+            torch._foreach_add_(ms, grads, alpha=1.0 - b1)
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1.0 - b2)
+
+    def _fill(self, kind: str, g: dict, ps: list[torch.Tensor], t: int) -> list[torch.Tensor]:
+        """Write d into the work buffers: "precond" P*g, "momentum" P*m_hat (A1, A3); "sgd" returns the grads."""
+        grads = [p.grad for p in ps]
+        if kind == "sgd":
+            return grads
+        b1, b2 = g["betas"]
+        bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
+        bufs = self._buffers(ps)
+        vs = [self.state[p]["exp_avg_sq"] for p in ps]
+        for b, v in zip(bufs, vs):
+            b.copy_(v)
+        torch._foreach_sqrt_(bufs)
+        torch._foreach_div_(bufs, math.sqrt(bc2))
+        torch._foreach_add_(bufs, g["eps"])
+        torch._foreach_reciprocal_(bufs)  # P
+        if kind == "precond":
+            torch._foreach_mul_(bufs, grads)
+        else:
+            torch._foreach_mul_(bufs, [self.state[p]["exp_avg"] for p in ps])
+            torch._foreach_div_(bufs, bc1)
+        return bufs
+
+    @staticmethod
+    def _slope_terms(active, dirs) -> list[torch.Tensor]:
+        return [torch.sum(p.grad * d, dtype=torch.float64) for (_, ps), ds in zip(active, dirs) for p, d in zip(ps, ds)]
+
+    def _to_host(self, tensors: list[torch.Tensor]) -> list[float]:
+        if not tensors:
+            return []
+        dev = tensors[0].device
+        return torch.stack([x.to(dev, torch.float64).reshape(()) for x in tensors]).tolist()
+
+    def _cuda_devices(self) -> list[int]:
+        return sorted({p.device.index or 0 for g in self.param_groups for p in g["params"] if p.is_cuda})
+
+    def _set_lr(self, eta: float) -> None:
+        for g in self.param_groups:
+            g["lr"] = float(eta)
+
+    # ------------------------------------------------------------------ step
+    def step(self, closure=None):
+        """One step k of (A1)-(A9). Returns the closure's loss at the pre-step weights w0."""
+        call = normalize_closure(closure)
+        gen_state = self._generator.get_state()
+        seed = int(torch.randint(0, 2**62, (1,), generator=self._generator)) if self.replay_rng else None
+        with torch.random.fork_rng(devices=self._cuda_devices(), enabled=self.replay_rng):
+            if seed is not None:
+                torch.manual_seed(seed)
+            loss = call(True)
+            return self._step_after_backward(call, loss, seed, gen_state)
+
+    @torch.no_grad()
+    def _step_after_backward(self, call, loss: torch.Tensor, seed, gen_state):
+        ls = self._ls
+        k = ls["t"] + 1
+        active = self._active()
+        f0_t = self._reduce(loss)
+        flags = [torch.isfinite(p.grad).all() for _, ps in active for p in ps]
+        host = self._to_host([f0_t, *flags])
+        f0 = host[0]
+        diag = {"step": k, "searched": False, "trials": 0, "forwards": 1, "backtracks": 0, "fallback": False}
+        diag.update(slope=math.nan, loss_decrease=math.nan)
+        if not (math.isfinite(f0) and all(x == 1.0 for x in host[1:])):
+            if self.nan_policy == "raise":
+                self._generator.set_state(gen_state)
+                raise FloatingPointError(f"step {k}: non-finite loss ({f0}) or gradient at w0; parameters unchanged")
+            ls["n_nonfinite"] += 1
+            ls["n_forwards"] += 1
+            diag.update(eta=self.eta, eta_cand=self.eta, s=ls["s"], h=ls["h"], L=ls["L"], nonfinite=True)
+            self._finish_diag(diag)
+            return loss
+        ls["t"] = k
+        ls["n_steps"] += 1
+        if self.moments:
+            self._update_moments(active, k)
+        eta_prev = self.eta
+        eta_cand = candidate_step_size(
+            eta_prev, self.grow, self.init_step_size, self.eta_min, self.eta_max, self.reset_option
+        )
+        searched = self.line_search and (not self.speed_up or should_search(k, k - ls["last_search"], ls["L"]))
+        if not searched:  # (A9) untested step along the Adam step (SLS: g); stored eta unchanged
+            step_kind = "momentum" if self.moments else "sgd"
+            for g, ps in active:
+                d = self._fill(step_kind, g, ps, k)
+                if g["weight_decay"]:
+                    torch._foreach_mul_(ps, 1.0 - eta_cand * g["weight_decay"])
+                torch._foreach_add_(ps, d, alpha=-eta_cand)
+            ls["n_forwards"] += 1
+            diag.update(eta=eta_prev, eta_cand=eta_cand, s=ls["s"], h=ls["h"], L=ls["L"])
+            self._finish_diag(diag)
+            return loss
+
+        # (A3) direction and slope, one host sync
+        dirs = [self._fill(self.search_direction, g, ps, k) for g, ps in active]
+        phi = sum(self._to_host(self._slope_terms(active, dirs)))
+        fallback = False
+        if self.search_direction == "momentum" and not (phi > 0.0 and math.isfinite(phi)):
+            fallback = True
+            ls["n_fallback"] += 1
+            dirs = [self._fill("precond", g, ps, k) for g, ps in active]
+            phi = sum(self._to_host(self._slope_terms(active, dirs)))
+        s_k = smoothed_slope(ls["s"], phi, self.beta_s)  # (A4)
+        ls["s"] = s_k
+        params = [p for _, ps in active for p in ps]
+        flat_dirs = [d for ds in dirs for d in ds]
+        trials, accepted, eta, delta = 0, False, eta_cand, math.nan
+        if not (s_k > self.min_slope and math.isfinite(s_k)):  # (A8) untested step
+            ls["n_untested"] += 1
+            torch._foreach_add_(params, flat_dirs, alpha=-eta)
+            moved = eta
+        else:  # (A5) trials
+            moved = 0.0
+            with preserve_running_stats(self.model):
+                for j in range(self.max_trials):
+                    eta = trial_step_size(eta_cand, self.shrink, j, self.eta_min)
+                    torch._foreach_add_(params, flat_dirs, alpha=-(eta - moved))
+                    moved = eta
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    f_j = self._reduce(call(False)).item()
+                    trials += 1
+                    res = armijo_test(f0, f_j, eta, s_k, ls["h"], self.c, self.beta_s, self.accept_ties)
+                    if res.accepted:
+                        accepted, delta = True, res.delta
+                        ls["h"] = res.h
+                        break
+                    if eta <= self.eta_min:
+                        break
+            if not accepted:  # (A6) the last trial's eta is taken
+                ls["n_fail"] += 1
+            ls["n_backtracks"] += trials - 1
+        # (A7) step taken and decoupled weight decay
+        if self.step_direction == "momentum" or any(g["weight_decay"] for g, _ in active):
+            torch._foreach_add_(params, flat_dirs, alpha=moved)  # back to w0 (up to rounding)
+            for (g, ps), d in zip(active, dirs):
+                if g["weight_decay"]:
+                    torch._foreach_mul_(ps, 1.0 - eta * g["weight_decay"])
+                if self.step_direction == "momentum":
+                    d = self._fill("momentum", g, ps, k)
+                torch._foreach_add_(ps, d, alpha=-eta)
+        self._set_lr(eta)
+        ls["e_fast"], ls["e_slow"] = speedup_emas(ls["e_fast"], ls["e_slow"], eta)  # (A9)
+        ls["L"] = search_interval(ls["e_fast"], ls["e_slow"])
+        ls["last_search"] = k
+        ls["n_searches"] += 1
+        ls["n_forwards"] += 1 + trials
+        diag.update(searched=True, trials=trials, forwards=1 + trials, backtracks=max(trials - 1, 0))
+        diag.update(eta=eta, eta_cand=eta_cand, slope=phi, s=s_k, h=ls["h"], L=ls["L"], fallback=fallback)
+        diag.update(loss_decrease=delta, accepted=accepted)
+        self._finish_diag(diag)
+        return loss
+
+    def _finish_diag(self, diag: dict) -> None:
+        diag.setdefault("nonfinite", False)
+        diag.setdefault("accepted", False)
+        diag.update({k: self._ls[k] for k in _COUNTERS})
+        self.diagnostics = diag
