@@ -16,7 +16,6 @@ dynamic programs over the topological order (node index order) with Python ints.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from collections import Counter
