@@ -475,9 +475,11 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         ls["e_fast"], ls["e_slow"] = speedup_emas(ls["e_fast"], ls["e_slow"], eta)  # (A9)
         ls["L"] = search_interval(ls["e_fast"], ls["e_slow"])
         ls["last_search"] = k
-        ls["n_searches"] += 1
+        ls["n_searches"] += 1 if trials else 0
         ls["n_forwards"] += 1 + trials
-        diag.update(searched=True, trials=trials, forwards=1 + trials, backtracks=max(trials - 1, 0))
+        diag.update(
+            searched=trials > 0, untested=trials == 0, trials=trials, forwards=1 + trials, backtracks=max(trials - 1, 0)
+        )
         diag.update(eta=eta, eta_cand=eta_cand, slope=phi, s=s_k, h=ls["h"], L=ls["L"], fallback=fallback)
         diag.update(loss_decrease=delta, accepted=accepted)
         self._finish_diag(diag)
@@ -485,6 +487,7 @@ class ArmijoLineSearch(torch.optim.Optimizer):
 
     def _finish_diag(self, diag: dict) -> None:
         diag.setdefault("nonfinite", False)
+        diag.setdefault("untested", False)
         diag.setdefault("accepted", False)
         diag.update({k: self._ls[k] for k in _COUNTERS})
         self.diagnostics = diag
