@@ -17,6 +17,15 @@ __all__ = ["multi_jvp", "JVP_BACKENDS"]
 JVP_BACKENDS = ("vmap", "loop")
 
 
+def _same_dtype(result):
+    """Cast d to the primal's dtype: torch 2.14 returned float64 tangents for a float32 primal in one case
+    (Styblinski-Tang at x = 0), which then broke the aggregation's matmul."""
+    value, d = result[0], result[1]
+    if isinstance(value, torch.Tensor) and isinstance(d, torch.Tensor) and d.dtype != value.dtype:
+        d = d.to(value.dtype)
+    return (value, d, *result[2:])
+
+
 def multi_jvp(
     f: Callable,
     x,
@@ -41,14 +50,14 @@ def multi_jvp(
         batched = vmap(one, in_dims=0, out_dims=out_dims)
         k = lanes[0].shape[0]
         if chunk_size is None or chunk_size >= k:
-            return batched(*lanes)
+            return _same_dtype(batched(*lanes))
         if chunk_size <= 0:
             raise ValueError(f"jvp chunk_size must be positive, got {chunk_size}")
         # torch's own chunk_size cannot concatenate out_dims=None outputs, so chunk here; the primal of the
         # first chunk is kept (later chunks recompute it: the cost of chunking).
         parts = [batched(*(t[i : i + chunk_size] for t in lanes)) for i in range(0, k, chunk_size)]
         d = torch.cat([p[1] for p in parts])
-        return (parts[0][0], d, parts[0][2]) if has_aux else (parts[0][0], d)
+        return _same_dtype((parts[0][0], d, parts[0][2]) if has_aux else (parts[0][0], d))
     if backend == "loop":
         k = lanes[0].shape[0]
         values, dirs, aux = None, [], None
@@ -59,5 +68,5 @@ def multi_jvp(
                 aux = res[2] if has_aux else None
             dirs.append(res[1])
         d = torch.stack(dirs)
-        return (values, d, aux) if has_aux else (values, d)
+        return _same_dtype((values, d, aux) if has_aux else (values, d))
     raise ValueError(f"unknown jvp backend {backend!r}; choose from {', '.join(JVP_BACKENDS)}")

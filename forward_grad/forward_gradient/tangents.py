@@ -123,11 +123,14 @@ def sample_tangents(
         generator = torch.Generator(device=device).manual_seed(0)
     v = _draw(spec, k, n, shape, generator, dtype, device)
     if resample_rank_deficient and spec.kind in ("normal", "rademacher"):
+        flat = v.reshape(-1, k, n)
         for _ in range(MAX_RESAMPLES):
-            ranks = torch.linalg.matrix_rank(v.to(torch.float64))
-            if bool((ranks >= min(k, n)).all()):
+            low = torch.linalg.matrix_rank(flat.to(torch.float64)) < min(k, n)
+            count = int(low.sum())
+            if count == 0:
                 break
-            v = _draw(spec, k, n, shape, generator, dtype, device)
+            flat[low] = _draw(spec, k, n, (count,), generator, dtype, device)
+        v = flat.reshape(v.shape)
     if normalize:
         v = _unit(v)
     return v

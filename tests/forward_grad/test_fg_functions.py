@@ -1,0 +1,85 @@
+"""Spec 7.5 (jvps vs oracle) and 7.9 (closed-form functions, early stopping)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from forward_grad.forward_gradient import multi_jvp
+from forward_grad.forward_gradient.oracle import oracle_jvp
+from forward_grad.function_optimization import get_function, optimize
+from forward_grad.function_optimization.functions import ST_FSTAR_PER_DIM
+from forward_grad.function_optimization.optimize import descend, parse_approach
+from forward_grad.testing import gen
+
+NAMES = ["sphere", "rosenbrock", "styblinski-tang"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_vmap_jvp_matches_oracle(name, dtype, rtol):
+    fn = get_function(name)
+    x = torch.randn(64, dtype=dtype, generator=gen(0))
+    V = torch.randn(8, 64, dtype=dtype, generator=gen(1))
+    value, d = multi_jvp(fn.f, x, V)
+    ref = oracle_jvp(fn.f, x, V)
+    scale = float(ref.abs().max())
+    assert float((d - ref).abs().max()) <= rtol * scale, f"spec 7.5: vmap jvp != oracle for {name}"
+    assert float(value) == float(fn.f(x))
+    _, d_loop = multi_jvp(fn.f, x, V, backend="loop")
+    assert torch.allclose(d_loop, d, rtol=rtol, atol=0), "spec 7.5: loop backend != vmap"
+    _, d_chunk = multi_jvp(fn.f, x, V, chunk_size=3)
+    assert torch.allclose(d_chunk, d, rtol=rtol, atol=0)
+
+
+def test_function_values_and_gradients():
+    d = torch.float64
+    sphere, rosen, st = (get_function(n) for n in NAMES)
+    x = torch.tensor([1.0, -2.0, 0.5], dtype=d)
+    assert float(sphere(x)) == 5.25
+    assert float(rosen(torch.ones(5, dtype=d))) == 0.0
+    assert float(rosen(torch.tensor([-1.0, 0.0], dtype=d))) == 104.0  # 100 (0 - 1)^2 + (1 + 1)^2
+    g = torch.func.grad(rosen.f)(torch.tensor([-1.0, 0.0], dtype=d))
+    assert torch.allclose(g, torch.tensor([-404.0, -200.0], dtype=d))  # d/dx0: -400 x0 (x1 - x0^2) - 2 (1 - x0)
+    xs = torch.full((4,), -2.903534, dtype=d)
+    assert abs(float(st(xs)) - 4 * ST_FSTAR_PER_DIM) < 1e-9, "spec 3.4: ST f* constant"
+    assert st.fstar(4) == 4 * -39.16616570377142
+    assert float(torch.func.grad(st.f)(torch.zeros(2, dtype=d))[0]) == 2.5
+    assert rosen.degenerate(1) and not rosen.degenerate(2) and not sphere.degenerate(1)
+    assert torch.equal(rosen.x0(3), torch.tensor([-1.0, 0, 0])) and torch.equal(sphere.x0(2), -torch.ones(2))
+    r = optimize("rosenbrock", 1, "bp", 0.1, max_steps=5)
+    assert r.degenerate and r.final_f == 0.0
+
+
+def test_early_stopping_after_patience_plus_one():
+    # lr = 1 on the sphere with bp: x -> x - 2x = -x, f constant, so every step is non-improving
+    for patience in (0, 3, 7):
+        items = list(descend("sphere", 4, "bp", 1.0, patience=patience, max_steps=100))
+        assert items[-1][2] == "early_stopped"
+        non_improving = len(items) - 1  # step 0 compares with +inf
+        assert non_improving == patience + 1, f"spec 7.9: stopped after {non_improving} != patience+1 steps"
+
+
+def test_nonfinite_stops():
+    r = optimize("sphere", 4, "bp", 1e30, max_steps=100, patience=1000)
+    assert r.stop_reason == "nonfinite" and r.steps < 100, f"spec 7.9: {r.stop_reason} after {r.steps}"
+
+
+def test_bad_inputs():
+    for bad in ("fg-mean:0", "frog:x", "adam", "fg:2"):
+        with pytest.raises(ValueError):
+            parse_approach(bad)
+    with pytest.raises(ValueError):
+        get_function("ackley")
+    with pytest.raises(ValueError):
+        optimize("sphere", 0, "bp", 0.1)
+    with pytest.raises(ValueError):
+        optimize("sphere", 4, "bp", -1.0)
+
+
+def test_seeded_runs_bitwise_equal():
+    a = optimize("styblinski-tang", 16, "frog:4", 0.05, max_steps=50, seed=3)
+    b = optimize("styblinski-tang", 16, "frog:4", 0.05, max_steps=50, seed=3)
+    assert a.final_f == b.final_f and math.isfinite(a.final_f)
