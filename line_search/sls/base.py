@@ -366,6 +366,12 @@ class ArmijoLineSearch(torch.optim.Optimizer):
     def _cuda_devices(self) -> list[int]:
         return sorted({p.device.index or 0 for g in self.param_groups for p in g["params"] if p.is_cuda})
 
+    def _reseed(self, seed: int) -> None:
+        """Seed the CPU generator and those of the CUDA devices holding parameters (cheaper than manual_seed)."""
+        torch.random.default_generator.manual_seed(seed)
+        for idx in self._cuda_devices():
+            torch.cuda.default_generators[idx].manual_seed(seed)
+
     def _set_lr(self, eta: float) -> None:
         for g in self.param_groups:
             g["lr"] = float(eta)
@@ -378,7 +384,7 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         seed = int(torch.randint(0, 2**62, (1,), generator=self._generator)) if self.replay_rng else None
         with torch.random.fork_rng(devices=self._cuda_devices(), enabled=self.replay_rng):
             if seed is not None:
-                torch.manual_seed(seed)
+                self._reseed(seed)
             loss = call(True)
             return self._step_after_backward(call, loss, seed, gen_state)
 
@@ -449,7 +455,7 @@ class ArmijoLineSearch(torch.optim.Optimizer):
                     torch._foreach_add_(params, flat_dirs, alpha=-(eta - moved))
                     moved = eta
                     if seed is not None:
-                        torch.manual_seed(seed)
+                        self._reseed(seed)
                     f_j = self._reduce(call(False)).item()
                     trials += 1
                     res = armijo_test(f0, f_j, eta, s_k, ls["h"], self.c, self.beta_s, self.accept_ties)

@@ -10,7 +10,7 @@ from torch import nn
 
 def test_seed_imports():
     """spec 2 / 7.1: the seed's import paths."""
-    from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa, SaLSA  # noqa: F401
+    from line_search.sls import SLS, AdamSLS, KenSLS, SaLSA, SaLSa  # noqa: F401
     from line_search.sls.adam_sls import KenSLS as K1
     from line_search.sls.ken_sls import KenSLS as K2
 
@@ -19,7 +19,7 @@ def test_seed_imports():
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_param_group_forms(r):
-    """spec 7.1: seed list of iterables -> 1 group; plain iterable and dict groups; mixed -> TypeError; c -> ValueError."""
+    """spec 7.1: seed list of iterables -> 1 group; plain and dict groups work; mixed -> TypeError; c -> ValueError."""
     model = mlp()
     n = len(list(model.parameters()))
     opt = r.cls([model.parameters()])
@@ -130,21 +130,19 @@ def test_closure_contract(r, spelling, digits):
     crit = nn.CrossEntropyLoss()
     calls = []
 
-    def make(bx, by):
-        def closure(**kw):
-            flag = kw[spelling]
-            calls.append((flag, torch.is_grad_enabled()))
-            if flag:
-                opt.zero_grad()
-                loss = crit(model(bx), by)
-                loss.backward()
-                return loss
-            return crit(model(bx), by)
+    def body(flag, bx, by):
+        calls.append((flag, torch.is_grad_enabled()))
+        if flag:
+            opt.zero_grad()
+            loss = crit(model(bx), by)
+            loss.backward()
+            return loss
+        return crit(model(bx), by)
 
-        closure.__signature__ = __import__("inspect").Signature(
-            [__import__("inspect").Parameter(spelling, __import__("inspect").Parameter.KEYWORD_ONLY, default=True)]
-        )
-        return closure
+    def make(bx, by):
+        if spelling == "backward":
+            return lambda backward=True: body(backward, bx, by)
+        return lambda backwards=True: body(backwards, bx, by)
 
     for bx, by in batches(x, y, 5):
         calls.clear()
