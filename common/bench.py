@@ -50,8 +50,9 @@ def measure(fn: Callable[[], Any], warmup: int = 2, reps: int = 7) -> Timing:
     return Timing(statistics.median(times), times)
 
 
-def compare(baseline: Callable[[], Any], candidate: Callable[[], Any], warmup: int = 2,
-            reps: int = 7) -> tuple[Timing, Timing]:
+def compare(
+    baseline: Callable[[], Any], candidate: Callable[[], Any], warmup: int = 2, reps: int = 7
+) -> tuple[Timing, Timing]:
     """Time baseline and candidate interleaved (b, c, b, c, ...) after warm-up, so drift hits both alike."""
     for _ in range(warmup):
         baseline()
@@ -83,8 +84,9 @@ class BenchReport:
     out_dir: Path = Path("results/bench")
     rows: list[BenchRow] = field(default_factory=list)
 
-    def add(self, id: str, measure: str, baseline_s: float, ours_s: float, target: float | None = None,
-            note: str = "") -> BenchRow:
+    def add(
+        self, id: str, measure: str, baseline_s: float, ours_s: float, target: float | None = None, note: str = ""
+    ) -> BenchRow:
         ratio = baseline_s / ours_s if ours_s > 0 else float("inf")
         verdict = "-" if target is None else ("pass" if ratio >= target else "fail")
         row = BenchRow(id, measure, baseline_s, ours_s, ratio, target, verdict, note)
@@ -96,8 +98,10 @@ class BenchReport:
         lines = [header]
         for r in self.rows:
             target = "-" if r.target is None else f">={r.target:g}"
-            lines.append(f"{r.id:<6}{r.measure[:39]:<40}{_fmt(r.baseline_s):>12}{_fmt(r.ours_s):>12}"
-                         f"{r.ratio:>8.2f}x{target:>9}  {r.verdict}" + (f"  ({r.note})" if r.note else ""))
+            lines.append(
+                f"{r.id:<6}{r.measure[:39]:<40}{_fmt(r.baseline_s):>12}{_fmt(r.ours_s):>12}"
+                f"{r.ratio:>8.2f}x{target:>9}  {r.verdict}" + (f"  ({r.note})" if r.note else "")
+            )
         return "\n".join(lines)
 
     def finish(self) -> Path:

@@ -116,9 +116,7 @@ def add_run_args(parser: argparse.ArgumentParser, dash: bool = False, results_ro
     group.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N")
     group.add_argument("--name", default=None, metavar="NAME", help="run name (default: a timestamp)")
     group.add_argument("--out", default=results_root, metavar="DIR", help="results root directory")
-    group.add_argument(
-        f"--no{sep}progress", dest="no_progress", action="store_true", help="hide progress bars"
-    )
+    group.add_argument(f"--no{sep}progress", dest="no_progress", action="store_true", help="hide progress bars")
     group.add_argument("--tensorboard", action="store_true", help="also log metrics to TensorBoard")
 
 

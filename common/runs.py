@@ -142,8 +142,14 @@ def open_run(
     return run
 
 
-def progress(iterable: Iterable[Any] | None = None, desc: str | None = None, total: int | None = None,
-             disable: bool = False, **kwargs: Any) -> tqdm:
+def progress(
+    iterable: Iterable[Any] | None = None,
+    desc: str | None = None,
+    total: int | None = None,
+    disable: bool = False,
+    **kwargs: Any,
+) -> tqdm:
     """A tqdm bar, hidden when ``disable`` is set or on non-primary ranks."""
-    return tqdm(iterable, desc=desc, total=total, disable=disable or not is_primary_process(),
-                dynamic_ncols=True, **kwargs)
+    return tqdm(
+        iterable, desc=desc, total=total, disable=disable or not is_primary_process(), dynamic_ncols=True, **kwargs
+    )

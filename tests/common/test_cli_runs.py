@@ -1,0 +1,158 @@
+"""common.cli, common.runs, common.runtime and common.checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from common.cli import ArgumentParser, UsageError, add_run_args, existing_file, expand_grid, positive_int, run_main
+from common.runs import open_run
+from common.runtime import resolve_device, seed_everything, set_threads
+
+SCRIPT = """
+import sys
+from common.cli import ArgumentParser, add_run_args, existing_file, positive_int, run_main
+from common.data import get_dataset
+from common.runs import open_run
+
+def main(argv=None):
+    p = ArgumentParser(prog="toy")
+    p.add_argument("--opt", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--steps", type=positive_int, default=3)
+    p.add_argument("--config", type=existing_file, default=None)
+    p.add_argument("--dataset", default="digits")
+    add_run_args(p)
+    args = p.parse_args(argv)
+    get_dataset(args.dataset, root=args.out + "/data")
+    run = open_run("toy", "exp", args, name=args.name, root=args.out)
+    for s in range(args.steps):
+        run.log(step=s, loss=1.0 / (s + 1))
+    run.finish({"final_loss": 1.0 / args.steps})
+
+if __name__ == "__main__":
+    run_main(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def toy_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("script") / "toy.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--opt", "lbfgs"], "invalid choice"),
+        (["--steps", "-3"], "positive integer"),
+        (["--config", "/no/such/file.yaml"], "file not found"),
+        (["--dataset", "mnist"], "train-images-idx3-ubyte"),
+        (["--dataset", "nope"], "unknown dataset"),
+    ],
+    ids=["wrong-choice", "negative-count", "missing-file", "missing-dataset", "unknown-dataset"],
+)
+def test_bad_input_is_one_line_and_exit_2(toy_script: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(toy_script), *args, "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_dir_layout_and_last_line(toy_script: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(toy_script), "--out", str(tmp_path), "--name", "r1", "--steps", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tmp_path / "toy" / "exp" / "r1"
+    assert proc.stdout.strip().splitlines()[-1] == f"run dir: {run_dir}"
+    assert json.loads((run_dir / "config.json").read_text())["steps"] == 4
+    assert json.loads((run_dir / "summary.json").read_text())["final_loss"] == 0.25
+    assert (run_dir / "metrics.csv").read_text().splitlines()[0] == "step,loss"
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_metrics_csv_grows_new_columns(tmp_path: Path) -> None:
+    run = open_run("p", "e", {"a": 1}, name="x", root=tmp_path)
+    run.log(step=0, loss=1.0)
+    run.log(step=1, loss=0.5, acc=0.9)
+    rows = (run.path / "metrics.csv").read_text().splitlines()
+    assert rows == ["step,loss,acc", "0,1.0,", "1,0.5,0.9"]
+    run.log(step=2, loss=float("nan"))
+    assert json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1])["loss"] == "nan"
+    with pytest.raises(ValueError, match="invalid run name"):
+        open_run("p", "e", name="a/b", root=tmp_path)
+
+
+def test_parser_types_and_help_defaults() -> None:
+    parser = ArgumentParser(prog="t")
+    parser.add_argument("--n", type=positive_int, default=5, help="count")
+    add_run_args(parser, dash=True)
+    assert "(default: 5)" in parser.format_help() and "--no-progress" in parser.format_help()
+    args = parser.parse_args(["--no-progress", "--seed", "7"])
+    assert args.no_progress and args.seed == 7 and args.device == "auto"
+    with pytest.raises(argparse.ArgumentTypeError):
+        existing_file("/definitely/missing")
+
+
+def test_expand_grid_prod_and_zip() -> None:
+    grid = expand_grid({"lr": [0.1, 0.01], "b": [1, 2, 3]}, "prod")
+    assert len(grid) == 6 and grid[0] == {"lr": 0.1, "b": 1} and grid[-1] == {"lr": 0.01, "b": 3}
+    assert expand_grid({"lr": [0.1, 0.2], "b": [5]}, "zip") == [{"lr": 0.1, "b": 5}, {"lr": 0.2, "b": 5}]
+    with pytest.raises(UsageError, match="equal length"):
+        expand_grid({"lr": [0.1, 0.2], "b": [1, 2, 3]}, "zip")
+    with pytest.raises(UsageError, match="unknown grid mode"):
+        expand_grid({"lr": [0.1]}, "cartesian")
+
+
+def test_run_main_turns_value_error_into_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def bad(argv: list[str] | None) -> None:
+        raise ValueError("lr must be positive, got -1\nsecond line is dropped")
+
+    with pytest.raises(SystemExit) as info:
+        run_main(bad, [])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("error: lr must be positive, got -1")
+
+
+def test_runtime_seed_device_threads() -> None:
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+    assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    assert set_threads(1) == 1 and torch.get_num_threads() == 1
+
+
+def test_checkpoint_is_atomic_and_restores_rng(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    seed_everything(0)
+    state = {"model": model.state_dict(), "step": 7, "rng": rng_state()}
+    path = save_checkpoint(tmp_path / "ckpt" / "checkpoint.pt", state)
+    expected = torch.rand(4)
+    assert [p.name for p in path.parent.iterdir()] == ["checkpoint.pt"], "no temporary file may remain"
+    loaded = load_checkpoint(path)
+    assert loaded["version"] == 1 and loaded["step"] == 7
+    assert torch.equal(loaded["model"]["weight"], model.weight.detach())
+    set_rng_state(loaded["rng"])
+    assert torch.equal(torch.rand(4), expected), "restored RNG must replay the same numbers"
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")

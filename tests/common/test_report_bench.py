@@ -1,0 +1,57 @@
+"""common.report (demo table), common.bench (ratios) and common.plotting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.bench import BenchReport, compare, measure
+from common.plotting import new_figure, save_figure
+from common.report import DemoRow, collect_rows, write_report
+
+
+def test_demo_rows_and_report(tmp_path: Path) -> None:
+    rows = [
+        DemoRow("p", "claim A", "0.5", "0.49", "yes", run_dir="results/x"),
+        DemoRow("p", "claim B | pipes", "1", "2", "no"),
+    ]
+    path = write_report(rows, tmp_path)
+    text = path.read_text()
+    assert "| p | claim A | 0.5 | 0.49 | **yes** | results/x |" in text
+    assert "claim B \\| pipes" in text and "yes: 1, no: 1" in text
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        DemoRow("p", "c", "1", "1", "maybe")
+
+
+def test_paper_without_demo_is_reported_not_implemented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    fake = types.ModuleType("fakepaper")
+    fake.__path__ = []  # a package with no demo module
+    monkeypatch.setitem(sys.modules, "fakepaper", fake)
+    rows = collect_rows(tmp_path, papers=["fakepaper"])
+    assert [(r.paper, r.verdict) for r in rows] == [("fakepaper", "not implemented")]
+
+
+def test_bench_ratio_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    timing = measure(lambda: sum(range(1000)), warmup=1, reps=3)
+    assert timing.median_s > 0 and len(timing.times_s) == 3
+    slow, fast = compare(lambda: sum(range(20000)), lambda: sum(range(200)), warmup=1, reps=5)
+    report = BenchReport("unit", out_dir=tmp_path)
+    row = report.add("B1", "sum of range", slow.median_s, fast.median_s, target=2.0)
+    assert row.ratio == pytest.approx(slow.median_s / fast.median_s) and row.verdict == "pass"
+    report.add("B2", "impossible", 1.0, 2.0, target=1.0)
+    path = report.finish()
+    data = json.loads(path.read_text())
+    assert [r["verdict"] for r in data["rows"]] == ["pass", "fail"] and "torch" in data and "threads" in data
+    assert "B1" in capsys.readouterr().out
+
+
+def test_plot_saves_png(tmp_path: Path) -> None:
+    fig, ax = new_figure("title", "step", "loss (nats)")
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "a" / "p.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
