@@ -1,0 +1,71 @@
+# Two commands matter: `make demo` (setup + the quick reproduction of all five papers) and `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JOBS ?= 2
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export OMP_NUM_THREADS ?= 1
+export HF_HUB_OFFLINE ?= 1
+export MPLBACKEND := Agg
+export TF_CPP_MIN_LOG_LEVEL := 3
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
+FAST := -m "not slow and not mpi and not gpu"
+
+.PHONY: help setup demo test check reproduce bench lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the pinned stack (idempotent)
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
+	  { echo "setup: error: Python >= 3.10 required, found $$($(PYTHON) --version 2>&1)" >&2; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing requirements/lock.txt into $(VENV) (log: $(VENV)/pip.log)"
+	@$(BIN)/python -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || true
+	@$(BIN)/python -m pip install -r requirements/lock.txt >> $(VENV)/pip.log 2>&1 || \
+	  { echo "setup: error: a requirement could not be installed: $$(grep -m1 -E '^ERROR' $(VENV)/pip.log)" >&2; exit 1; }
+	@$(BIN)/python -m pip install --no-deps -e . >> $(VENV)/pip.log 2>&1 || \
+	  { echo "setup: error: pip install -e . failed (see $(VENV)/pip.log)" >&2; exit 1; }
+	@$(BIN)/python -m pip check >> $(VENV)/pip.log 2>&1 || \
+	  { echo "setup: error: pip check found broken requirements (see $(VENV)/pip.log)" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "setup: done"
+
+demo: setup  ## quick reproduction of all five papers -> results/demo/REPORT.md
+	$(BIN)/python -m common.report
+
+reproduce: setup  ## fuller small-scale reproductions -> results/reproduce/REPORT.md
+	$(BIN)/python -m common.report --full
+
+lint: setup  ## ruff
+	$(BIN)/ruff check .
+
+format: setup  ## ruff format + autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint  ## ruff, then the whole suite: fast, slow, mpi and notebooks
+	$(PYTEST) -n $(JOBS) --durations=15 tests notebooks --nbmake
+
+check: setup lint  ## ruff + the fast tests (no slow, mpi, gpu or notebooks), for iterating
+	$(PYTEST) -n $(JOBS) $(FAST) tests
+
+bench: setup  ## every benchmark; prints ratio tables, writes results/bench/*.json
+	@status=0; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || status=1; done; exit $$status
+
+clean:  ## remove results and caches (keeps .venv and data/)
+	rm -rf results .pytest_cache .ruff_cache
