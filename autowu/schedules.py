@@ -114,7 +114,7 @@ def baseline_lr(u: int, peak: float, warmup_frac: float, total_steps: int) -> fl
     """
     wb = int(warmup_frac * total_steps)
     if u <= wb:
-        return peak * u / wb
+        return peak * (u / wb)
     span = max(total_steps - wb, 1)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(u - 1 - wb, span) / span))
 
