@@ -1,0 +1,136 @@
+"""Exact batch-averaged ("full") second-moment dynamics of mini-batch heavy-ball SGD, (E3).
+
+Symbols: K~ = U diag(lambda) U^T (N x N, scaled so lambda_1 = 1); C = E[d d^T], J = E[d v^T], P = E[v v^T] with v the
+last increment of the residual d; alpha step size, beta momentum, gamma batch noise factor (E2); L_t = tr C_t / (2N).
+
+(E3)  P' = beta^2 P - alpha beta (K~J + J^T K~) + alpha^2 [(1 - gamma) K~CK~ + gamma N K~ diag(C) K~]
+      J' = beta J - alpha C K~ + P'
+      C' = C - alpha (K~C + CK~) + beta (J + J^T) + P'
+
+`full_step` works in the eigenbasis of K~ (spec 3.2): every term is elementwise there except diag(C) and the noise,
+dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step.
+`full_step_naive` is (E3) written in the sample basis (five matmuls), the test oracle and benchmark baseline.
+
+Notes: the reference recursion was unstable in floating point (its antisymmetric part grows); here the dynamics run in
+float64 only and C, P are symmetrized after every step (spec 3.9).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from sgd_genfunc.theory.params import as_tensor, check_nonneg, check_spectrum, value_at
+from sgd_genfunc.theory.sd import DIVERGENCE_FACTOR
+
+
+class FullState(NamedTuple):
+    """C, J, P in the eigenbasis of K~ (each N x N, float64)."""
+
+    C: torch.Tensor
+    J: torch.Tensor
+    P: torch.Tensor
+
+
+class FullResult(NamedTuple):
+    """loss: (n_steps+1,); diverged_at: step of divergence or -1; state: the final (or frozen) FullState."""
+
+    loss: torch.Tensor
+    diverged_at: int
+    state: FullState
+
+
+def _sym(X: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (X + X.T)
+
+
+def full_init(lam, U, C0) -> FullState:
+    """State at t = 0: C = U^T C0 U (C0 = d_0 d_0^T or any second moment), J = P = 0."""
+    lam, U = as_tensor(lam), as_tensor(U)
+    C0 = as_tensor(C0, device=U.device)
+    if U.shape != (lam.shape[0], lam.shape[0]) or C0.shape != U.shape:
+        raise ValueError(f"shapes disagree: lam {tuple(lam.shape)}, U {tuple(U.shape)}, C0 {tuple(C0.shape)}")
+    C = _sym(U.T @ C0 @ U)
+    return FullState(C, torch.zeros_like(C), torch.zeros_like(C))
+
+
+def to_sample_basis(state: FullState, U) -> FullState:
+    """Rotate an eigenbasis state back to the sample basis (X -> U X U^T)."""
+    U = as_tensor(U)
+    return FullState(*(U @ X @ U.T for X in state))
+
+
+def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
+    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma)."""
+    C, J, P = state
+    N = lam.shape[0]
+    lk = lam[:, None]
+    LL = lk * lam[None, :]
+    dg = ((U @ C) * U).sum(1)  # diag of the sample-basis C
+    Z = (U.T * (N * dg)) @ U  # N U^T diag(dg) U
+    X = lk * J  # (K~ J)_kl = lambda_k J_kl, so (J^T K~)_kl = X_lk
+    P_new = (beta * beta) * P - (alpha * beta) * (X + X.T) + (alpha * alpha) * LL * ((1.0 - gamma) * C + gamma * Z)
+    P_new = _sym(P_new)
+    J_new = beta * J - alpha * C * lam[None, :] + P_new
+    C_new = C - alpha * (lk + lam[None, :]) * C + beta * (J + J.T) + P_new
+    return FullState(_sym(C_new), J_new, P_new)
+
+
+def full_step_naive(C, J, P, K, alpha, beta, gamma, symmetrize: bool = True):
+    """One step of (E3) in the sample basis with five matmuls; returns (C', J', P')."""
+    N = K.shape[0]
+    KJ = K @ J
+    JtK = J.T @ K
+    KC = K @ C
+    KCK = KC @ K
+    KdK = (K * torch.diagonal(C)[None, :]) @ K
+    P_new = (beta * beta) * P - (alpha * beta) * (KJ + JtK) + (alpha * alpha) * ((1.0 - gamma) * KCK + gamma * N * KdK)
+    if symmetrize:
+        P_new = _sym(P_new)
+    J_new = beta * J - alpha * KC.T + P_new
+    C_new = C - alpha * (KC + KC.T) + beta * (J + J.T) + P_new
+    if symmetrize:
+        C_new = _sym(C_new)
+    return C_new, J_new, P_new
+
+
+def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str = "eig") -> FullResult:
+    """Run (E3) for n_steps; alpha, beta, gamma are floats or callables of the step n >= 1.
+
+    form="eig" (default) uses `full_step`; form="naive" uses `full_step_naive` on K~ = U diag(lam) U^T.
+    L_t = tr(C_t)/(2N) (the trace is basis independent). Divergence as in `sd_run` (state frozen, loss +inf).
+    """
+    if form not in ("eig", "naive"):
+        raise ValueError(f"form must be 'eig' or 'naive', got {form!r}")
+    lam, U = as_tensor(lam), as_tensor(U)
+    check_spectrum(lam)
+    check_nonneg("alpha", alpha)
+    check_nonneg("gamma", gamma)
+    n_steps = int(n_steps)
+    N = lam.shape[0]
+    state = full_init(lam, U, C0)
+    K = None
+    if form == "naive":
+        K = (U * lam[None, :]) @ U.T
+        state = to_sample_basis(state, U)
+    loss = torch.empty(n_steps + 1, dtype=lam.dtype, device=lam.device)
+    loss[0] = torch.trace(state.C) / (2 * N)
+    limit = DIVERGENCE_FACTOR * float(loss[0])
+    diverged_at = -1
+    for n in range(1, n_steps + 1):
+        a, bt, g = (float(value_at(x, n)) for x in (alpha, beta, gamma))
+        if form == "eig":
+            new = full_step(state, lam, U, a, bt, g)
+        else:
+            new = FullState(*full_step_naive(state.C, state.J, state.P, K, a, bt, g))
+        L = torch.trace(new.C) / (2 * N)
+        loss[n] = L
+        if not (torch.isfinite(L) and L <= limit):  # one host sync per step: N^2 work dominates anyway
+            diverged_at = n
+            loss[n:] = float("inf")
+            break
+        state = new
+    if form == "naive":
+        state = FullState(*(U.T @ X @ U for X in state))
+    return FullResult(loss, diverged_at, state)

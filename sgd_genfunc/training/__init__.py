@@ -1,0 +1,24 @@
+"""Sampled regimes: linearized residual dynamics, real-network training, and the four-regime driver."""
+
+from sgd_genfunc.training.batches import batch_streams, draw_batches
+from sgd_genfunc.training.linearized import (
+    LinearizedResult,
+    ResidualAdam,
+    ResidualSGD,
+    residual_gradient,
+    train_linearized,
+)
+from sgd_genfunc.training.nn import train_nn
+from sgd_genfunc.training.regimes import run_regimes
+
+__all__ = [
+    "batch_streams",
+    "draw_batches",
+    "LinearizedResult",
+    "ResidualAdam",
+    "ResidualSGD",
+    "residual_gradient",
+    "train_linearized",
+    "train_nn",
+    "run_regimes",
+]
