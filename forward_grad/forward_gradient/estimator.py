@@ -30,6 +30,18 @@ from forward_grad.forward_gradient.aggregation import (
 from forward_grad.forward_gradient.jvp import JVP_BACKENDS, multi_jvp
 from forward_grad.forward_gradient.tangents import parse_sampler, sample_tangents
 
+try:  # scaled_dot_product_attention's fused CPU/CUDA kernels have no forward-mode AD; the math kernel has
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def _jvp_friendly_attention():
+        return sdpa_kernel([SDPBackend.MATH])
+except ImportError:  # torch < 2.3
+    import contextlib
+
+    def _jvp_friendly_attention():
+        return contextlib.nullcontext()
+
+
 __all__ = ["ForwardGradient", "StepResult", "model_blocks", "PERTURBATION_MODES", "FROG_MODES"]
 
 PERTURBATION_MODES = ("node", "weight")
@@ -58,6 +70,7 @@ class _BatchNormCapture:
         self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
         self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._handles = []
+        self._tracked: list[nn.Module] = []
 
     def _hook(self, module, inputs, output):
         x = inputs[0]
@@ -68,26 +81,21 @@ class _BatchNormCapture:
         for m in self.layers:
             if m.track_running_stats:
                 m.track_running_stats = False
-                m._fg_tracked = True
+                self._tracked.append(m)
                 self._handles.append(m.register_forward_hook(self._hook))
         return self
 
     def __exit__(self, *exc):
         for h in self._handles:
             h.remove()
-        for m in self.layers:
-            if getattr(m, "_fg_tracked", False):
-                m.track_running_stats = True
-                del m._fg_tracked
+        for m in self._tracked:
+            m.track_running_stats = True
         return False
-
-    def tracked(self):
-        return [m for m in self.layers if m.track_running_stats]
 
     @torch.no_grad()
     def update(self, stats) -> None:
         """running <- (1 - m) running + m stat, m = momentum (cumulative average when momentum is None)."""
-        layers = self.tracked()
+        layers = self._tracked
         if len(stats) != len(layers):
             raise RuntimeError(f"captured {len(stats)} BatchNorm statistics for {len(layers)} layers")
         for m, (mean, var) in zip(layers, stats):
@@ -219,7 +227,16 @@ class ForwardGradient:
             return self._weight_step(model, batch, loss_fn)
         return self._node_step(model, batch, loss_fn)
 
-    def _weight_step(self, model, batch, loss_fn) -> StepResult:
+    def dimension(self, model: nn.Module, x: torch.Tensor) -> int:
+        """n of the perturbed space: #trainable parameters (weight) or per-sample activities (node)."""
+        if self.perturbation_mode == "weight":
+            return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return sum(int(torch.Size(s).numel()) for s in self.block_shapes(model, x))
+
+    def weight_jvps(self, model, batch, D, loss_fn=None):
+        """(L(theta), d) with d_i = D_i . grad_theta L for directions D (K x #params) over the concatenated
+        trainable parameters: one vmap(jvp) of the batch-mean loss, no reverse-mode call. Updates BN statistics."""
+        loss_fn = loss_fn or F.cross_entropy
         x, y = batch
         named = [(nm, p) for nm, p in model.named_parameters() if p.requires_grad]
         sizes = [p.numel() for _, p in named]
@@ -233,15 +250,21 @@ class ForwardGradient:
             out = functional_call(model, views, (x,))
             return loss_fn(out, y), tuple(capture.stats)
 
-        V = self.sample(flat.numel(), flat.dtype, flat.device)
-        D = self.directions(V)
-        with capture:
+        with capture, _jvp_friendly_attention():
             value, d, stats = multi_jvp(
                 loss_of, flat, D, backend=self.jvp_backend, chunk_size=self.jvp_chunk_size, has_aux=True
             )
             capture.update(stats)
+        return value.detach(), d.detach()
+
+    def _weight_step(self, model, batch, loss_fn) -> StepResult:
+        named = [p for p in model.parameters() if p.requires_grad]
+        sizes = [p.numel() for p in named]
+        V = self.sample(sum(sizes), named[0].dtype, named[0].device)
+        D = self.directions(V)
+        value, d = self.weight_jvps(model, batch, D, loss_fn)
         g_hat = self.combine(d, V, D)
-        for (_, p), g in zip(named, torch.split(g_hat, sizes)):
+        for p, g in zip(named, torch.split(g_hat, sizes)):
             if p.grad is None:
                 p.grad = g.view_as(p).clone()
             else:
@@ -265,14 +288,19 @@ class ForwardGradient:
             self._shape_cache[key] = shapes
         return self._shape_cache[key]
 
-    def _node_step(self, model, batch, loss_fn) -> StepResult:
+    def node_jvps(self, model, batch, D, loss_fn=None):
+        """(L_b/B per sample, d (K x B), block outputs a_l) for directions D (K x n) over the concatenated
+        per-sample block outputs: eps_l is added to a_l, shared across the batch; one vmap(jvp) at eps = 0.
+
+        The block outputs come from the single primal pass and carry its autograd graph (for the block-local
+        backward). BatchNorm statistics are updated once.
+        """
+        loss_fn = loss_fn or F.cross_entropy
         x, y = batch
         blocks = model_blocks(model)
         shapes = self.block_shapes(model, x)
         numels = [int(torch.Size(s).numel()) for s in shapes]
-        n = sum(numels)
         bsz = x.shape[0]
-        dtype = next(model.parameters()).dtype
         capture = _BatchNormCapture(model)
 
         def per_sample_loss(*eps):
@@ -284,20 +312,30 @@ class ForwardGradient:
                 h = a + e
             return loss_fn(h, y, reduction="none") / bsz, (tuple(outs), tuple(capture.stats))
 
-        V = self.sample(n, dtype, x.device)
-        D = self.directions(V)
         lanes = tuple(c.reshape(D.shape[0], *s) for c, s in zip(torch.split(D, numels, dim=1), shapes))
-        zeros = tuple(torch.zeros(s, dtype=dtype, device=x.device) for s in shapes)
-        with capture:
+        zeros = tuple(torch.zeros(s, dtype=D.dtype, device=x.device) for s in shapes)
+        with capture, _jvp_friendly_attention():
             losses, d, (outs, stats) = multi_jvp(
                 per_sample_loss, zeros, lanes, backend=self.jvp_backend, chunk_size=self.jvp_chunk_size, has_aux=True
             )
             capture.update(stats)
-        g_act = self.combine(d.detach().T, V, D)  # (B, n): per-sample activity estimates, one U for all samples
+        return losses.detach(), d.detach(), list(outs)
+
+    def _node_step(self, model, batch, loss_fn) -> StepResult:
+        x = batch[0]
+        blocks = model_blocks(model)
+        numels = [int(torch.Size(s).numel()) for s in self.block_shapes(model, x)]
+        dtype = next(model.parameters()).dtype
+        V = self.sample(sum(numels), dtype, x.device)
+        D = self.directions(V)
+        losses, d, outs = self.node_jvps(model, batch, D, loss_fn)
+        g_act = self.combine(d.T, V, D)  # (B, n): per-sample activity estimates, one U for all samples
+        bsz = x.shape[0]
         for blk, a, g in zip(blocks, outs, torch.split(g_act, numels, dim=1)):
             params = [p for p in blk.parameters() if p.requires_grad]
             if not params:
                 continue
+            # block-local backward: the engine visits only the ops between theta_l and a_l
             grads = torch.autograd.grad(a, params, g.reshape(bsz, *a.shape[1:]), allow_unused=True)
             for p, gp in zip(params, grads):
                 gp = torch.zeros_like(p) if gp is None else gp
@@ -305,4 +343,4 @@ class ForwardGradient:
                     p.grad = gp.detach().clone()
                 else:
                     p.grad.copy_(gp)
-        return StepResult(float(losses.detach().sum()), D.shape[0])
+        return StepResult(float(losses.sum()), D.shape[0])

@@ -1,0 +1,1 @@
+"""Propulate learning-rate search (spec 3.5)."""
