@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK ?= requirements/lock.txt
 JOBS ?= 2
 
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -30,13 +31,13 @@ help:  ## list the targets
 
 setup: $(STAMP)  ## create .venv and install the pinned stack (idempotent)
 
-$(STAMP): requirements/lock.txt pyproject.toml
+$(STAMP): $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || \
 	  { echo "setup: error: Python >= 3.10 required, found $$($(PYTHON) --version 2>&1)" >&2; exit 1; }
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	@echo "setup: installing requirements/lock.txt into $(VENV) (log: $(VENV)/pip.log)"
+	@echo "setup: installing $(LOCK) into $(VENV) (log: $(VENV)/pip.log)"
 	@$(BIN)/python -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || true
-	@$(BIN)/python -m pip install -r requirements/lock.txt >> $(VENV)/pip.log 2>&1 || \
+	@$(BIN)/python -m pip install -r $(LOCK) >> $(VENV)/pip.log 2>&1 || \
 	  { echo "setup: error: a requirement could not be installed: $$(grep -m1 -E '^ERROR' $(VENV)/pip.log)" >&2; exit 1; }
 	@$(BIN)/python -m pip install --no-deps -e . >> $(VENV)/pip.log 2>&1 || \
 	  { echo "setup: error: pip install -e . failed (see $(VENV)/pip.log)" >&2; exit 1; }
