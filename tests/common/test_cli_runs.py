@@ -156,3 +156,19 @@ def test_checkpoint_is_atomic_and_restores_rng(tmp_path: Path) -> None:
     assert torch.equal(torch.rand(4), expected), "restored RNG must replay the same numbers"
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_tensorboard_logging_is_optional(tmp_path: Path) -> None:
+    run = open_run("p", "e", {}, name="tb", root=tmp_path, tensorboard=True)
+    run.log(step=0, loss=1.0)
+    run.finish({"ok": True})
+    assert list((run.path / "tensorboard").glob("events.out.tfevents.*")), "TensorBoard event file expected"
+
+
+@pytest.mark.gpu
+def test_cuda_device_and_model_on_gpu() -> None:
+    from common.models import get_model
+
+    device = resolve_device("cuda")
+    model = get_model("resnet_cifar", width=8).to(device)
+    assert model(torch.randn(2, 3, 32, 32, device=device)).shape == (2, 10)
