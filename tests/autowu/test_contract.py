@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from autowu_helpers import RECIPES, SHORT, make_sched
 
 from autowu import AutoWU
 from autowu.synthetic import CurveRun, run_curve
-from tests.autowu.conftest import RECIPES, SHORT, make_sched
 
 BAD_ARGS = [
     ({"min_lr": 0.0}, "min_lr"),

@@ -7,12 +7,12 @@ import warnings
 
 import pytest
 import torch
+from autowu_helpers import assert_rel, drive, make_sched
 from torch.optim.lr_scheduler import LRScheduler
 
 from autowu import AutoWU
 from autowu.schedules import BaselineFactor, baseline_lr, cooldown_lr, warmup_lr
 from autowu.synthetic import run_curve
-from tests.autowu.conftest import assert_rel, drive, make_sched
 
 GAMMA = 10 ** (5 / 1500)
 
