@@ -1,0 +1,276 @@
+"""Spec 7.7-7.10 and 7.14: loss-sum identity, renewal, stability (R2), symbolic identities, phases, schedules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+from conftest import all_batches, random_kernel, rel
+
+from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
+from sgd_genfunc.schedules import JacobiScheduleA, JacobiScheduleB, constant
+from sgd_genfunc.theory import (
+    asymptote_plus1,
+    classify_phase,
+    critical_alpha,
+    full_step,
+    gamma,
+    is_stable,
+    lambda_crit,
+    loss_exponent,
+    loss_sum,
+    mode_matrix,
+    propagators,
+    renewal_trace,
+    sd_run,
+    u_tilde,
+    v_tilde,
+)
+from sgd_genfunc.theory import symbolic as sym
+from sgd_genfunc.theory.full import full_init
+from sgd_genfunc.theory.sd import sd_init, sd_step
+from sgd_genfunc.training import ResidualAdam, ResidualSGD, residual_gradient
+
+CONFIGS_77 = [(0.5, 0.0, 1), (1.0, 0.5, 10), (0.8, -0.3, 4)]
+TAUS_77 = [1.0, 0.0, -1.0]
+
+
+def spectral_radius(lam, alpha, beta, gt) -> float:
+    return float(torch.linalg.eigvals(mode_matrix(lam, alpha, beta, gt)).abs().max())
+
+
+def grid_77(N=200, lambda_min=0.0):
+    lam = power_law_spectrum(N, 1.5, lambda_min)
+    c = power_law_coefficients(N, 1.0)
+    rows = [(a, bt, gamma(N, b), tau) for a, bt, b in CONFIGS_77 for tau in TAUS_77]
+    return lam, c, rows
+
+
+def check_loss_sum(N, n_steps, lambda_min):
+    lam, c, rows = grid_77(N, lambda_min)
+    a, bt, g, tau = (torch.tensor(x, dtype=torch.float64) for x in zip(*rows))
+    res = sd_run(lam, c, n_steps, a, bt, g, tau)
+    total = res.loss.sum(-1)
+    for i, row in enumerate(rows):
+        expect = loss_sum(lam, c, *row)
+        err = abs(float(total[i]) - expect) / expect
+        assert err < 1e-10, f"spec 7.7: loss-sum identity (E7), (alpha, beta, gamma, tau)={row}: rel {err:.2e}"
+    return len(rows)
+
+
+def test_loss_sum_identity_fast_variant():
+    # derived variant: N = 50 lets every mode decay within 12000 steps (same identity, same tolerance)
+    assert check_loss_sum(50, 12_000, 0.0) == 9
+
+
+@pytest.mark.slow
+def test_loss_sum_identity_spec_variant():
+    assert check_loss_sum(200, 200_000, 0.0) == 9
+
+
+def test_renewal_and_series_where_every_mode_map_is_stable():
+    lam, c, rows = grid_77()
+    checked = 0
+    for alpha, beta, g, tau in rows:
+        if spectral_radius(lam, alpha, beta, g * tau) >= 1:
+            continue
+        u, v = propagators(lam, c, alpha, beta, g, tau, n=400)
+        S = renewal_trace(u[:201], v[:201])
+        ref = sd_run(lam, c, 200, alpha, beta, g, tau).trace
+        err = rel(S, ref)
+        assert err < 1e-12, f"spec 7.7: renewal (E5) vs sd_run S_t, {(alpha, beta, g, tau)}: rel {err:.2e}"
+        for z in (0.5, 0.9):
+            zs = z ** torch.arange(401, dtype=torch.float64)
+            U_ser, V_ser = float((u * zs).sum()), float((v * zs).sum())
+            U_gf = float(u_tilde(z, lam, alpha, beta, g, tau))
+            V_gf = float(v_tilde(z, lam, c, alpha, beta, g, tau))
+            assert abs(U_gf - U_ser) < 1e-10 * max(1, abs(U_ser)), f"spec 7.7: U~({z}) vs series, {U_gf} {U_ser}"
+            assert abs(V_gf - V_ser) < 1e-10 * max(1, abs(V_ser)), f"spec 7.7: V~({z}) vs series, {V_gf} {V_ser}"
+        checked += 1
+    assert checked >= 3, f"spec 7.7: too few stable configs checked ({checked})"
+
+
+LAM_1000 = power_law_spectrum(1000, 1.5)
+R2_GENERAL = [(10, 0.0, 1.9592), (10, 0.5, 2.4779), (10, 0.9, 0.8610), (100, 0.9, 3.5619)]
+
+
+def test_critical_alpha_closed_form_b1():
+    a_c = critical_alpha(LAM_1000, 0.0, 1.0, 1.0)
+    expect = 2.0 / float(LAM_1000.sum())
+    assert abs(a_c - expect) / expect < 1e-9, f"spec R2: alpha_c = 2/Tr K~ = {expect:.6f}, got {a_c:.9f}"
+    assert abs(a_c - 0.784577) < 5e-7, f"spec R2: alpha_c = 0.784577, got {a_c:.7f}"
+
+
+@pytest.mark.parametrize("b,beta,expect", R2_GENERAL)
+def test_critical_alpha_general_values(b, beta, expect):
+    a_c = critical_alpha(LAM_1000, beta, gamma(1000, b), 1.0)
+    assert abs(a_c - expect) / expect < 1e-4, f"spec R2: alpha_c(b={b}, beta={beta}) = {expect}, got {a_c:.5f}"
+
+
+def test_critical_alpha_gamma_zero_and_asymptotes():
+    for beta in (-0.5, 0.0, 0.7):
+        a_c = critical_alpha(LAM_1000, beta, 0.0, 1.0)
+        assert abs(a_c - 2 * (1 + beta)) < 1e-12, f"spec 7.8: gamma = 0 gives 2(1+beta)/lambda_max, beta={beta}"
+    assert abs(lambda_crit(LAM_1000) - 2.1477) < 1e-4, "spec 7.8: lambda_crit(k^-1.5, N=1000) = 2.1477"
+    g = gamma(1000, 10)
+    exact, asym = critical_alpha(LAM_1000, 0.99, g, 1.0), asymptote_plus1(0.99, g, LAM_1000)
+    assert abs(asym - 0.09397) < 1e-5 and abs(exact - 0.09322) < 1e-5, f"spec R2: {asym:.5f} vs {exact:.5f}"
+    assert abs(asym - exact) / exact < 0.01, "spec R2: beta -> 1 asymptote within 1% at beta = 0.99"
+    betas = np.array([-1.0, 0.0, 1.0])
+    assert list(critical_alpha(LAM_1000, betas, g, 1.0) == 0.0) == [True, False, True], "spec 3.5: |beta|>=1 -> 0"
+
+
+def test_is_stable_agrees_with_sd_run():
+    lam = power_law_spectrum(200, 1.5)
+    c = power_law_coefficients(200, 1.0)
+    checked = 0
+    for b, beta, tau in [(1, 0.0, 1.0), (4, 0.5, -1.0), (10, -0.3, 0.0), (2, 0.8, 1.0)]:
+        g = gamma(200, b)
+        a_c = critical_alpha(lam, beta, g, tau)
+        for f in (0.7, 1.3):
+            stable = is_stable(lam, f * a_c, beta, g, tau)
+            L = sd_run(lam, c, 3000, f * a_c, beta, g, tau).loss
+            converged = bool(torch.isfinite(L[-1]) and L[-1] < L[0])
+            assert stable == (f < 1) == converged, f"spec 7.8: is_stable vs sd_run at {f} alpha_c, b={b}, beta={beta}"
+            checked += 1
+    assert checked == 8
+
+
+@pytest.mark.slow
+def test_r2_sd_converges_below_and_diverges_above_alpha_c():
+    rows = [(1, 0.0)] + [(b, beta) for b, beta, _ in R2_GENERAL]
+    c = power_law_coefficients(1000, 1.0)
+    alphas, betas, gammas = [], [], []
+    for b, beta in rows:
+        a_c = critical_alpha(LAM_1000, beta, gamma(1000, b), 1.0)
+        for f in (0.97, 1.03):
+            alphas.append(f * a_c)
+            betas.append(beta)
+            gammas.append(gamma(1000, b))
+    res = sd_run(LAM_1000, c, 20_000, torch.tensor(alphas), torch.tensor(betas), torch.tensor(gammas), 1.0)
+    ratio = (res.loss[:, -1] / res.loss[:, 0]).tolist()
+    assert ratio[0] < 1, f"spec R2: b=1 L_T/L_0 < 1 at 0.97 alpha_c (pilot 0.0107), got {ratio[0]}"
+    assert ratio[1] > 10, f"spec R2: b=1 L_T/L_0 > 10 at 1.03 alpha_c (pilot 61.7), got {ratio[1]}"
+    for i, (b, beta) in enumerate(rows[1:], start=1):
+        lo, hi = ratio[2 * i], ratio[2 * i + 1]
+        assert lo < 1, f"spec R2: converges at 0.97 alpha_c (b={b}, beta={beta}), L_T/L_0 = {lo}"
+        assert not math.isfinite(hi) or hi > 1, f"spec R2: diverges at 1.03 alpha_c (b={b}, beta={beta}), {hi}"
+
+
+# --- symbolic (spec 7.9) ---------------------------------------------------------------------------------------
+
+
+def test_symbolic_denominator_numerators_and_factorizations():
+    a, b, lam, g, t, z = sym.alpha, sym.beta, sym.lam, sym.gamma, sym.tau, sym.z
+    base = 1 + b + b**2 - 2 * a * lam * (1 + b)
+    e6 = 1 - z * (base + a**2 * lam**2 * (1 - g * t)) + b * z**2 * (base + a**2 * lam**2 * (1 + g * t)) - b**3 * z**3
+    S = sym.mode_denominator_expr()
+    assert sp.expand(S - e6) == 0, "spec 7.9: S_lambda(z) equals (E6)"
+    assert sp.simplify(sym.u_mode_expr() - (1 + b * z) / e6) == 0, "spec 7.9: U numerator 1 + beta z"
+    v_num = 1 - b * (1 + b) * z + b**3 * z**2 + 2 * a * b * lam * z
+    assert sp.simplify(sym.v_mode_expr() - v_num / e6) == 0, "spec 7.9: V numerator as (E6)"
+    assert sp.expand(S.subs(lam, 0) - (1 - z) * (1 - b * z) * (1 - b**2 * z)) == 0, "spec 7.9: lambda=0 factorization"
+    D = 2 * (1 - b**2) + a * lam * (t * g * (1 + b) - (1 - b))
+    assert sp.expand(S.subs(z, 1) - a * lam * D) == 0, "spec 7.9: S_lambda(1) = alpha lambda D_lambda"
+    x = sp.Symbol("x")
+    assert g not in sp.expand(S.subs(t, x / g)).free_symbols, "spec 7.9: gamma, tau enter only via gamma*tau"
+    assert sp.expand(sym.at_z1()["D"] - D) == 0, "spec 7.9: at_z1 D form"
+
+
+def test_symbolic_z1_values_match_propagator_sums():
+    rng = np.random.default_rng(0)
+    U1 = sp.lambdify((sym.alpha, sym.beta, sym.lam, sym.gamma, sym.tau), sym.u_mode_expr().subs(sym.z, 1))
+    V1 = sp.lambdify((sym.alpha, sym.beta, sym.lam, sym.gamma, sym.tau), sym.v_mode_expr().subs(sym.z, 1))
+    checked = 0
+    while checked < 5:
+        alpha, beta, lam_v, g, tau = rng.uniform(0.1, 1.0), rng.uniform(-0.6, 0.6), rng.uniform(0.2, 1), 0.5, 1.0
+        lam = torch.tensor([lam_v], dtype=torch.float64)
+        if spectral_radius(lam, alpha, beta, g * tau) >= 0.97:
+            continue
+        A = mode_matrix(lam, alpha, beta, g * tau)[0]
+        x, y = torch.ones(3, dtype=torch.float64), torch.tensor([1.0, 0, 0], dtype=torch.float64)
+        su, sv = 0.0, 0.0
+        for _ in range(3000):
+            su, sv = su + float(x[0]), sv + float(y[0])
+            x, y = A @ x, A @ y
+        assert abs(U1(alpha, beta, lam_v, g, tau) - su) < 1e-10 * max(1, abs(su)), "spec 7.9: U_k(1) = sum_m"
+        assert abs(V1(alpha, beta, lam_v, g, tau) - sv) < 1e-10 * max(1, abs(sv)), "spec 7.9: V_k(1) = sum_m"
+        checked += 1
+
+
+def test_symbolic_positivity_grid():
+    res = sym.check_positivity(20)
+    assert res.checked > 20**4 // 4, f"spec 7.9: positivity grid checked only {res.checked} points"
+    assert res.violations == 0 and res.min_S > 0, f"spec 7.9 / E8: S > 0 and dU/dz >= 0 on the grid: {res}"
+    assert any("rlqe" in s for s in sym.redlog_statements())
+
+
+# --- phases (spec 7.10) ------------------------------------------------------------------------------------------
+
+
+def test_phase_classifier_and_exponents():
+    assert classify_phase(0.9, 1) == classify_phase(1.0, 1) == "divergent", "spec 7.10: nu <= 1 divergent"
+    assert classify_phase(1.5, 1.9) == "signal", "spec 7.10"
+    assert classify_phase(1.5, 2.0) == "noise" and classify_phase(2, 5) == "noise", "spec 7.10"
+    for (nu, kappa), xi in {(1.5, 0.5): 1 / 3, (1.5, 3): 4 / 3, (2, 1): 0.5, (2, 5): 1.5}.items():
+        assert loss_exponent(nu, kappa) == pytest.approx(xi, rel=1e-12), f"spec 7.10: loss_exponent{(nu, kappa)}"
+    assert loss_exponent(1.0, 1.0) == math.inf
+
+
+# --- schedules and residual optimizers (spec 7.14) -----------------------------------------------------------------
+
+
+def test_jacobi_schedules():
+    assert JacobiScheduleA(1.0, 1.0, 1.0)(1) == pytest.approx(1.25, rel=1e-15), "spec 7.14"
+    assert JacobiScheduleB(1.0, 1.0)(1) == pytest.approx(0.25, rel=1e-15), "spec 7.14"
+    assert JacobiScheduleB(1.0, 1.0)(10**6) > 0.999, "spec 7.14"
+
+
+def test_sd_run_with_callables_equals_hand_loop():
+    lam = power_law_spectrum(50, 1.5)
+    c = power_law_coefficients(50, 1.0)
+    A, B = JacobiScheduleA(0.3), JacobiScheduleB()
+    res = sd_run(lam, c, 40, A, B, 0.5, constant(-1.0)).loss
+    st = sd_init(c)
+    hand = [float(c.sum())]
+    for n in range(1, 41):
+        st = sd_step(st, lam, A(n), B(n), 0.5, -1.0)
+        hand.append(float(st.c.sum()))
+    assert rel(res, np.array(hand) / 100) < 1e-14, "spec 7.14: sd_run with schedules equals a hand loop"
+
+
+def test_residual_sgd_batch_average_equals_full_step():
+    N, b, alpha = 6, 2, 0.7
+    lam, U, K, d0 = random_kernel(N, seed=5)
+    outs = []
+    for B in all_batches(N, b):
+        opt = ResidualSGD(alpha, 0.0)
+        d = d0.unsqueeze(0).clone()
+        g = residual_gradient(K, d, torch.tensor([B]))
+        outs.append(opt.step(d, g, opt.init_state(d), 1)[0])
+    D = torch.stack(outs)
+    C_mc = D.T @ D / len(outs)
+    st = full_step(full_init(lam, U, torch.outer(d0, d0)), lam, U, alpha, 0.0, gamma(N, b))
+    C_full = U @ st.C @ U.T
+    assert rel(C_mc, C_full) < 1e-12, "spec 7.14: ResidualSGD averaged over all batches equals the full step"
+
+
+def test_residual_adam_equals_hand_adam():
+    rng = torch.Generator().manual_seed(0)
+    d = torch.randn(3, 8, generator=rng, dtype=torch.float64)
+    grads = [torch.randn(3, 8, generator=rng, dtype=torch.float64) for _ in range(5)]
+    opt = ResidualAdam(0.1, 0.9, 0.99, 1e-8)
+    st = opt.init_state(d)
+    ours = d.clone()
+    m = torch.zeros_like(d)
+    v = torch.zeros_like(d)
+    ref = d.clone()
+    for n, g in enumerate(grads, start=1):
+        ours = opt.step(ours, g, st, n)
+        m = 0.9 * m + 0.1 * g
+        v = 0.99 * v + 0.01 * g * g
+        ref = ref - 0.1 * (m / (1 - 0.9**n)) / ((v / (1 - 0.99**n)).sqrt() + 1e-8)
+    assert rel(ours, ref) < 1e-12, "spec 7.14: ResidualAdam equals a hand-written Adam on g"
