@@ -54,6 +54,9 @@ class RegressionData(NamedTuple):
     labels: torch.Tensor | None
     mean_y: float
     std_y: float
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    labels_val: torch.Tensor | None = None
 
 
 class PowerLawFit(NamedTuple):
@@ -186,12 +189,13 @@ def _load(name: str, root: Path):
     return X, y
 
 
-def regression_data(name: str, N: int, root="data", seed: int = 42) -> RegressionData:
+def regression_data(name: str, N: int, root="data", seed: int = 42, n_val: int = 0) -> RegressionData:
     """A standardized subset of N points of a real dataset (spec 5).
 
     Images: flattened, pixel mean/std of the full train split, stratified subset (random_state = seed). sklearn sets:
     subset (random_state = seed), global standardization. UCI: subset, per-feature standardization on the subset
-    (std 0 -> 1). Targets: the label or value, standardized on the subset.
+    (std 0 -> 1). Targets: the label or value, standardized on the subset. With n_val > 0, up to n_val points of the
+    complement (random_state = seed + 1) form a validation set standardized the same way.
     """
     from sklearn.model_selection import train_test_split
 
@@ -211,20 +215,32 @@ def regression_data(name: str, N: int, root="data", seed: int = 42) -> Regressio
             idx, _ = train_test_split(idx, train_size=N, random_state=seed, stratify=strat)
         except ValueError:  # too few points per class to stratify
             idx, _ = train_test_split(idx, train_size=N, random_state=seed)
+    rest = np.setdiff1d(np.arange(n_total), idx)
     idx = torch.as_tensor(np.sort(idx))
+    val_idx = None
+    if n_val > 0 and len(rest) > 0:
+        rng = np.random.default_rng(seed + 1)
+        val_idx = torch.as_tensor(np.sort(rng.permutation(rest)[: min(n_val, len(rest))]))
     if name in IMAGE_SETS or name in SKLEARN_SETS:
         X = (X - X.mean()) / X.std()
-        Xs = X[idx]
+        mu, std = 0.0, 1.0
     else:
-        Xs = X[idx]
-        std = Xs.std(0)
+        std = X[idx].std(0)
         std[std == 0] = 1.0
-        Xs = (Xs - Xs.mean(0)) / std
+        mu = X[idx].mean(0)
+    Xs = (X[idx] - mu) / std
     ys = y[idx].double()
     mean_y, std_y = float(ys.mean()), float(ys.std())
     std_y = std_y if std_y > 0 else 1.0
     labels = y[idx].long() if is_class else None
-    return RegressionData(Xs, (ys - mean_y) / std_y, labels, mean_y, std_y)
+    out = RegressionData(Xs, (ys - mean_y) / std_y, labels, mean_y, std_y)
+    if val_idx is not None:
+        out = out._replace(
+            X_val=(X[val_idx] - mu) / std,
+            y_val=(y[val_idx].double() - mean_y) / std_y,
+            labels_val=y[val_idx].long() if is_class else None,
+        )
+    return out
 
 
 def real_problem(
