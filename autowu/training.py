@@ -19,11 +19,14 @@ from autowu.schedules import BaselineFactor
 __all__ = [
     "DEFAULT_WEIGHT_DECAY",
     "OPTIMIZERS",
+    "OFFLINE_DATASETS",
     "make_optimizer",
     "make_scheduler",
     "FitResult",
     "fit_tensors",
     "evaluate",
+    "load_offline",
+    "build_small_model",
 ]
 
 DEFAULT_WEIGHT_DECAY = {"adamp": 0.1, "lamb": 0.01, "adamw": 0.05, "sgd": 5e-5}
@@ -136,3 +139,61 @@ def fit_tensors(
         if res.switch_step is not None:
             res.switch_epoch = res.switch_step // steps
     return res
+
+
+OFFLINE_DATASETS = ("digits", "mnist5k", "mnist1d", "synthetic")
+
+
+def load_offline(name: str, root="data"):
+    """(train (x, y), test (x, y), model kwargs) for an offline dataset (spec section 5).
+
+    digits and mnist5k: stratified 80/20 split with random_state 0; mnist1d: 4000/1000 x 40 as (N, 1, 40);
+    synthetic: the teacher-student set (20 features).
+    """
+    from common.data import get_dataset
+
+    if name not in OFFLINE_DATASETS:
+        raise ValueError(
+            f"dataset must be one of {list(OFFLINE_DATASETS)} (or imagenet with --data-root); got {name!r}"
+        )
+    if name == "mnist1d":
+        (x, y), (xt, yt) = (get_dataset("mnist1d", s, root=root).tensors for s in ("train", "test"))
+        return (x[:, None], y), (xt[:, None], yt), {"in_channels": 1, "length": x.shape[-1]}
+    if name == "synthetic":
+        (x, y), (xt, yt) = (get_dataset("teacher_student", s, root=root).tensors for s in ("train", "test"))
+        return (x, y), (xt, yt), {"in_features": x.shape[-1]}
+    from sklearn.model_selection import train_test_split
+
+    x, y = get_dataset(name, "all", root=root).tensors
+    idx = torch.arange(x.shape[0])
+    tr, te = train_test_split(idx.numpy(), test_size=0.2, stratify=y.numpy(), random_state=0)
+    tr, te = torch.as_tensor(tr), torch.as_tensor(te)
+    return (x[tr], y[tr]), (x[te], y[te]), {"in_channels": x.shape[1], "image_size": x.shape[-1]}
+
+
+def build_small_model(name: str, width: int, data_kw: dict, num_classes: int = 10):
+    """cnn1d_bn, cnn_bn or mlp from common.models, sized for the dataset."""
+    from common.models import get_model
+
+    if name == "cnn1d_bn":
+        return get_model(
+            "cnn1d_bn",
+            in_channels=data_kw.get("in_channels", 1),
+            num_classes=num_classes,
+            width=width,
+            length=data_kw.get("length", 40),
+        )
+    if name == "cnn_bn":
+        return get_model(
+            "cnn_bn",
+            in_channels=data_kw.get("in_channels", 1),
+            num_classes=num_classes,
+            width=width,
+            image_size=data_kw.get("image_size", 28),
+        )
+    if name == "mlp":
+        in_features = data_kw.get("in_features")
+        if in_features is None:
+            in_features = data_kw.get("in_channels", 1) * (data_kw.get("length") or data_kw.get("image_size", 8) ** 2)
+        return get_model("mlp", in_features=in_features, hidden=(8 * width, 8 * width), num_classes=num_classes)
+    raise ValueError(f"small model must be one of cnn1d_bn, cnn_bn, mlp; got {name!r}")
