@@ -61,9 +61,69 @@ def sd_step(state: SDState, lam, alpha, beta, gamma, tau) -> SDState:
     return SDState(c_new, j_new, p_new)
 
 
-def beta_times(beta, x: torch.Tensor) -> torch.Tensor:
-    """beta * x for a float or a (*G, 1) tensor beta."""
-    return x * beta
+CHUNK = 128
+
+
+def _flat_coeff(x, G, N, dev) -> torch.Tensor:
+    """A float or (*G, 1)/(*G, N) tensor as a contiguous (prod G, N) tensor."""
+    t = x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64, device=dev)
+    return torch.broadcast_to(t, (*G, N)).reshape(-1, N).contiguous()
+
+
+def _run_static(lam, c0, n_steps, params, G, trace, limit, diverged_at, track_every, tracked) -> None:
+    """Constant-parameter SD run on flattened configs (views of the caller's outputs are filled in place).
+
+    The coefficients of (E4) are precomputed per mode: p' = A1 c + B1 j + beta^2 p + src S, j' = beta j - a c + p',
+    c' = (1 - 2a) c + 2 beta j + p' (about twelve tensor ops per step; with beta = 0 only c is needed:
+    c' = (1 - 2a + A1) c + src S). Configs that diverged are dropped from the active set at chunk ends.
+    """
+    a_, b_, g_, t_ = params
+    N, dev = lam.shape[0], lam.device
+    a = _flat_coeff(a_ * lam, G, N, dev)
+    A1 = a * a * _flat_coeff(1.0 - g_ * t_, G, N, dev)
+    src = a * a * _flat_coeff(g_, G, N, dev)
+    beta = _flat_coeff(b_, G, 1, dev)
+    momentum = bool((beta != 0).any())
+    if momentum:
+        B1, m_a, cc = -2.0 * beta * a, -a, 1.0 - 2.0 * a
+        b2, tb = beta * beta, 2.0 * beta
+    else:
+        cc = 1.0 - 2.0 * a + A1
+    cs = c0.clone()
+    js, ps = torch.zeros_like(cs), torch.zeros_like(cs)
+    active = None  # None: every config is active
+    t0 = 1
+    for n in range(1, n_steps + 1):
+        S = cs.sum(-1, keepdim=True)
+        if momentum:
+            pn = torch.addcmul(A1 * cs, B1, js).addcmul_(b2, ps).addcmul_(src, S)
+            jn = torch.addcmul(beta * js, m_a, cs).add_(pn)
+            cs = torch.addcmul(cc * cs, tb, js).add_(pn)
+            js, ps = jn, pn
+        else:
+            cs = torch.addcmul(cc * cs, src, S)
+        if active is None:
+            trace[:, n] = cs.sum(-1)
+            if track_every and n % track_every == 0:
+                tracked[:, n // track_every] = cs
+        else:
+            trace[active, n] = cs.sum(-1)
+            if track_every and n % track_every == 0:
+                tracked[active, n // track_every] = cs
+        if n - t0 + 1 >= CHUNK or n == n_steps:
+            dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
+            t0 = n + 1
+            idx = torch.arange(trace.shape[0], device=dev) if active is None else active
+            keep = ~dead[idx]
+            if not bool(keep.all()):
+                active = idx[keep]
+                cs, js, ps, a, A1, src, cc = (x[keep] for x in (cs, js, ps, a, A1, src, cc))
+                beta = beta[keep]
+                if momentum:
+                    B1, m_a, b2, tb = (x[keep] for x in (B1, m_a, b2, tb))
+                if active.numel() == 0:
+                    trace[:, n + 1 :] = float("inf")
+                    break
 
 
 def _mark_divergence(trace, t0, t1, limit, diverged_at):
@@ -131,44 +191,33 @@ def sd_run(
 
     if scheduled:
         state = sd_init(c0)
-    else:
-        a_, b_, g_, t_ = (config_param(x, dev) for x in (alpha, beta, gamma, tau))
-        full = (*G, N)
-        a = torch.broadcast_to(a_ * lam, full)
-        A1 = (a * a * (1.0 - g_ * t_)).expand(full).contiguous()  # c-coefficient of p'
-        B1 = (-2.0 * b_ * a).expand(full).contiguous()  # j-coefficient of p'
-        src = (g_ * a * a).expand(full).contiguous()  # S-coefficient of p' (enters j', c' through p')
-        m_a = (-a).contiguous()
-        cc = (1.0 - 2.0 * a).contiguous()
-        b2, tb = b_ * b_, 2.0 * b_
-        cs, js, ps = c0.clone(), torch.zeros_like(c0), torch.zeros_like(c0)
-    chunk = 128
-    t0 = 1
-    for n in range(1, n_steps + 1):
-        if scheduled:
+        t0 = 1
+        for n in range(1, n_steps + 1):
             params = [config_param(value_at(x, n), dev) for x in (alpha, beta, gamma, tau)]
             state = sd_step(state, lam, *params)
-            cur = state.c
-        else:
-            S = cs.sum(-1, keepdim=True)
-            pn = torch.addcmul(A1 * cs, B1, js).add_(b2 * ps).addcmul_(src, S)
-            jn = torch.addcmul(beta_times(b_, js), m_a, cs).add_(pn)
-            cs = torch.addcmul(cc * cs, tb, js) if isinstance(tb, torch.Tensor) else (cc * cs).add_(js, alpha=tb)
-            cs.add_(pn)
-            js, ps = jn, pn
-            cur = cs
-        trace[..., n] = cur.sum(-1)
-        if track_every and n % track_every == 0:
-            tracked[..., n // track_every, :] = cur
-        if n - t0 + 1 >= chunk or n == n_steps:
-            dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
-            t0 = n + 1
-            if bool(dead.any()):
-                if scheduled:
+            trace[..., n] = state.c.sum(-1)
+            if track_every and n % track_every == 0:
+                tracked[..., n // track_every, :] = state.c
+            if n - t0 + 1 >= CHUNK or n == n_steps:
+                dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
+                t0 = n + 1
+                if bool(dead.any()):
                     state = SDState(*(x.masked_fill(dead.unsqueeze(-1), 0.0) for x in state))
-                else:
-                    for x in (cs, js, ps):
-                        x.masked_fill_(dead.unsqueeze(-1), 0.0)
+    else:
+        flat = (-1, n_steps + 1)
+        tr_tracked = tracked.reshape(-1, tracked.shape[-2], N) if tracked is not None else None
+        _run_static(
+            lam,
+            c0.reshape(-1, N),
+            n_steps,
+            [config_param(x, dev) for x in (alpha, beta, gamma, tau)],
+            G,
+            trace.reshape(flat),
+            limit.reshape(-1),
+            diverged_at.reshape(-1),
+            track_every,
+            tr_tracked,
+        )
     if tracked is not None:
         rows = torch.arange(tracked.shape[-2], device=dev) * track_every
         after = (diverged_at >= 0).unsqueeze(-1) & (rows >= diverged_at.unsqueeze(-1))
