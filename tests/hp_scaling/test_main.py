@@ -1,0 +1,184 @@
+"""Spec 7.9 (main.py), 7.10 (the seed command on a tiny genuine-format CIFAR-10), 9 (bad input), 7.15 (resume)."""
+
+import csv
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.cli import run_main
+from hp_scaling.main import main
+from hp_scaling.train import lr_factor, top1
+
+REPO = Path(__file__).resolve().parents[2]
+SEED_CMD = (
+    "--gpu 0 --batch_size 256 --aug --momentum 0.9 --weight_decay 0.0005 --nesterov --decreasing_lr --width 16 "
+    "--arch tinynetwork --dataset cifar10 --epochs 200 --lr 0.46 --lr_autoscale"
+).split()
+
+
+def write_tiny_cifar10(root: Path, n_train: int = 10, n_test: int = 8) -> Path:
+    """CIFAR-10 python pickles in the genuine layout (cifar-10-batches-py/data_batch_1..5, test_batch)."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", n_train) for i in range(1, 6)] + [("test_batch", n_test)]:
+        entry = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()}
+        with open(base / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=2)
+    return root
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def last_run_dir(out: str) -> Path:
+    return Path(out.strip().splitlines()[-1].removeprefix("run dir: "))
+
+
+def test_top1_counts_all_classes():
+    y = torch.arange(100).repeat(3)
+    logits = torch.zeros(len(y), 100)
+    pred = torch.where(y >= 50, y, (y + 1) % 50)
+    logits[torch.arange(len(y)), pred] = 1.0
+    assert top1(logits, y) == pytest.approx(0.5), "spec 7.9: classes 50-99 correct gives top-1 0.5"
+
+
+def test_warmup_reaches_scaled_lr():
+    assert lr_factor(9, 10, 3, 1.0, False) == 1.0, "spec 7.9: the last warmup step reaches the scaled LR"
+    assert lr_factor(8, 10, 3, 1.0, False) == pytest.approx(0.9)
+    assert lr_factor(10, 10, 2, 1.0, True) == pytest.approx(0.5), "cosine at epoch 1 of 2"
+
+
+@pytest.mark.parametrize(
+    "dag,auto,expect",
+    [("2_22_222_2222", False, 0.46), ("2_22_222_2222", True, 0.063208), ("3_03_101", True, 0.086932)],
+)
+def test_lr_used(tmp_path, capsys, dag, auto, expect):
+    arch = "tinynetwork" if dag == "3_03_101" else "mlp"
+    argv = ["--dataset", "digits", "--arch", arch, "--dag", dag, "--steps", "2", "--width", "4", "--batch_size", "32",
+            "--save_dir", str(tmp_path), "--no_progress", "--warmup", "0"] + (["--lr_autoscale"] if auto else [])
+    main(argv)
+    run = last_run_dir(capsys.readouterr().out)
+    row = read_csv(run / "results.csv")[0]
+    assert float(row["lr_used"]) == pytest.approx(expect, abs=1e-6), f"spec 7.9: lr_used for {dag} auto={auto}"
+    steps = read_csv(run / dag / "seed-0" / "steps.csv")
+    assert float(steps[0]["lr"]) == pytest.approx(expect, abs=1e-6), "the optimizer LR equals lr_used"
+
+
+def test_warmup_in_main(tmp_path, capsys):
+    main(["--dataset", "digits", "--arch", "mlp", "--dag", "2_02_002_0002", "--warmup", "1", "--epochs", "2",
+          "--batch_size", "256", "--lr_autoscale", "--save_dir", str(tmp_path), "--no_progress", "--width", "8"])
+    run = last_run_dir(capsys.readouterr().out)
+    steps = read_csv(run / "2_02_002_0002" / "seed-0" / "steps.csv")
+    per_epoch = len(steps) // 2
+    assert float(steps[per_epoch - 1]["lr"]) == pytest.approx(0.46 * 0.280566, abs=1e-6), "spec 7.9 warmup end"
+    assert float(steps[0]["lr"]) < float(steps[per_epoch - 1]["lr"])
+
+
+def test_seed_command_tiny_cifar(tmp_path, capsys):
+    data = write_tiny_cifar10(tmp_path / "data")
+    argv = ["--data", str(data), *SEED_CMD, "--epochs", "1", "--steps", "2", "--dags", "3_03_101", "--width", "4",
+            "--save_dir", str(tmp_path / "res"), "--no_progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run = last_run_dir(out)
+    rows = read_csv(run / "results.csv")
+    assert len(rows) == 1 and rows[0]["status"] == "ok", "spec 7.10: one results row"
+    assert float(rows[0]["lr_used"]) == pytest.approx(0.086932, abs=1e-6), "spec 7.10: lr 0.086932"
+    assert (run / "summary.json").exists() and (run / "3_03_101" / "seed-0" / "checkpoint.pt").exists()
+    assert "Aug" in run.name and "AutoScale" in run.name and ".Nev" in run.name
+
+
+BAD = [
+    (["--dag", "2_02_0002"], "token"),
+    (["--arch", "mlp", "--dag", "3_03_101"], "digit 3"),
+    (["--lr", "-0.1"], "--lr"),
+    (["--width", "0"], "--width"),
+    (["--batch_size", "0"], "--batch_size"),
+    (["--dataset", "foo", "--dag", "2_02_002_0002"], "unknown dataset"),
+    (["--dataset", "cifar10", "--dag", "2_02_002_0002"], "cifar"),
+    (["--inference"], "--checkpoint"),
+    (["--dag", "0_00_000_0000"], "no requested DAG"),
+    (["--dags", "0_00_000_0000", "1_00_000_0000"], "no requested DAG"),
+    (["--nesterov", "--momentum", "0"], "--nesterov"),
+    (["--device", "cuda"], "CUDA"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_exits_2(tmp_path, capsys, extra, needle):
+    if needle == "CUDA" and torch.cuda.is_available():
+        pytest.skip("CUDA present: --device cuda is valid input here")
+    argv = ["--dataset", "digits", "--data", str(tmp_path / "nodata"), "--save_dir", str(tmp_path), "--steps", "1",
+            "--no_progress", *extra]
+    with pytest.raises(SystemExit) as e:
+        run_main(main, argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2, f"spec 9: exit 2 expected for {extra}, got {e.value.code}: {err[-500:]}"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], f"spec 9: one line naming the fault, got {lines}"
+
+
+def test_help_exits_0():
+    from hp_scaling import lr_sweep, nb201_compare
+
+    for mod in (main, lr_sweep.main, nb201_compare.main):
+        with pytest.raises(SystemExit) as e:
+            mod(["--help"])
+        assert e.value.code == 0, "spec 7.16: --help exits 0"
+
+
+@pytest.mark.slow
+def test_scripts_run_as_files_and_modules():
+    for argv in (["hp_scaling/main.py", "--help"], ["-m", "hp_scaling.lr_sweep", "--help"]):
+        p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300)
+        assert p.returncode == 0, f"house.md: {argv} must run from the repo root"
+
+
+@pytest.mark.slow
+def test_main_resume_after_sigkill(tmp_path):
+    common = [sys.executable, "hp_scaling/main.py", "--dataset", "digits", "--arch", "mlp", "--dag", "2_02_002_0002",
+              "--epochs", "3", "--batch_size", "1", "--width", "16", "--lr", "0.01", "--no_progress"]
+    ref = subprocess.run(common + ["--save_dir", str(tmp_path / "a")], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert ref.returncode == 0, ref.stderr[-1000:]
+    env = {**os.environ}
+    p = subprocess.Popen(common + ["--save_dir", str(tmp_path / "b")], cwd=REPO, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=env)
+    ckpt = None
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        found = list((tmp_path / "b").glob("*/2_02_002_0002/seed-0/checkpoint.pt"))
+        if found:
+            ckpt = found[0]
+            break
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ckpt is not None, "the run never wrote its first checkpoint"
+    epoch = torch.load(ckpt, weights_only=False)["epoch"]
+    assert epoch < 3, "the kill came too late to test resuming"
+    res = subprocess.run(common + ["--save_dir", str(tmp_path / "b"), "--resume"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-1000:]
+    a = read_csv(last_run_dir(ref.stdout) / "2_02_002_0002" / "seed-0" / "metrics.csv")
+    b = read_csv(last_run_dir(res.stdout) / "2_02_002_0002" / "seed-0" / "metrics.csv")
+    assert len(a) == len(b) == 3
+    for ra, rb in zip(a, b):
+        for k in ("train_loss", "test_loss", "test_acc"):
+            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-6), f"spec 7.15: resumed {k} differs"
+    summary = json.loads((last_run_dir(res.stdout) / "summary.json").read_text())
+    assert summary["n_ok"] == 1
