@@ -49,6 +49,7 @@ def build_parser() -> ArgumentParser:
     r.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     r.add_argument("--compile", action="store_true", help="torch.compile the model")
     r.add_argument("--no_progress", action="store_true", help="hide tqdm bars")
+    r.add_argument("--no_plots", action="store_true", help="skip loss.png, step_size.png, forwards.png")
     lg = p.add_argument_group("logging")
     lg.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
     lg.add_argument("--wandb", action="store_true", help="also log to Weights & Biases (needs `pip install wandb`)")
@@ -145,7 +146,8 @@ def main(argv=None) -> dict:
     sysout = open(run.path / "SysOut.txt", "a") if is_primary() else None
     with contextlib.redirect_stdout(_Tee(sys.stdout, sysout)) if sysout else contextlib.nullcontext():
         res = fit(cfg, net, opt, sched, task.train, task.test, task.kind, device, run, resume=args.resume,
-                  ckpt_every=args.ckpt_every, show_progress=not args.no_progress, wandb_run=wb)  # fmt: skip
+                  ckpt_every=args.ckpt_every, show_progress=not args.no_progress, wandb_run=wb,
+                  plots=not args.no_plots)  # fmt: skip
         last = next((e for e in reversed(res.epochs) if "val_acc" in e), {})
         summary = {
             "status": res.status,

@@ -149,7 +149,7 @@ def run_grid(runs: list[GridRun], out: Path, args) -> list[dict]:
                 {k: ("None" if v is None else v) for k, v in r.config.items()}, run_dir / "config_gen.json"
             )
             argv = ["--config_file", str(cfg_path), "--out", str(run_dir), "--device", args.device]
-            argv += ["--data_root", args.data_root, "--no_progress"]
+            argv += ["--data_root", args.data_root, "--no_progress", "--no_plots"]
             if args.resume and (run_dir / "checkpoint.pt").exists():
                 argv.append("--resume")
             if args.tensorboard:

@@ -157,6 +157,7 @@ def fit(
     ckpt_every: int = 0,
     show_progress: bool = True,
     wandb_run=None,
+    plots: bool = True,
 ) -> FitResult:
     """Train for cfg['epochs'] epochs, logging per-step rows to metrics.csv and per-epoch rows to epochs.csv."""
     env = torchrun_env()
@@ -287,7 +288,7 @@ def fit(
         checkpoint(epoch + 1, 0, gen.get_state())
     res.steps = step
     res.n_fail = int(getattr(opt, "diagnostics", {}).get("n_fail", 0))
-    if is_primary():
+    if is_primary() and plots:
         _plots(run)
     return res
 
