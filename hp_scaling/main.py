@@ -27,21 +27,43 @@ from hp_scaling.models import build_model
 from hp_scaling.scaling import INITS, NoPathError, lr_multiplier, path_sum
 from hp_scaling.train import TrainConfig, evaluate, train
 
-RESULT_FIELDS = ["code", "arch_str", "n_paths", "S", "multiplier", "lr_used", "status", "final_test_acc",
-                 "best_test_acc", "final_train_loss", "epochs_done", "wall_s", "seed"]
+RESULT_FIELDS = [
+    "code",
+    "arch_str",
+    "n_paths",
+    "S",
+    "multiplier",
+    "lr_used",
+    "status",
+    "final_test_acc",
+    "best_test_acc",
+    "final_train_loss",
+    "epochs_done",
+    "wall_s",
+    "seed",
+]
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="Train DAG networks with architecture-aware init and LR (Chen et al., ICLR 2024)")
     g = p.add_argument_group("data and architecture")
     g.add_argument("--data", default="data", metavar="DIR", help="dataset root")
-    g.add_argument("--dataset", default="cifar10", metavar="NAME",
-                   help="cifar10, cifar100, imagenet16_120, digits, mnist5k (or another common.data image set)")
+    g.add_argument(
+        "--dataset",
+        default="cifar10",
+        metavar="NAME",
+        help="cifar10, cifar100, imagenet16_120, digits, mnist5k (or another common.data image set)",
+    )
     g.add_argument("--arch", choices=["mlp", "cnn", "tinynetwork"], default="mlp", help="model family")
     g.add_argument("--dag", default=None, metavar="CODE", help="one DAG code (or NB201 arch string)")
     g.add_argument("--dags", nargs="+", default=None, metavar="CODE", help="several DAG codes")
-    g.add_argument("--num_dags", type=positive_int, default=None, metavar="M",
-                   help="first M codes of random_order(--order_seed) (default: all)")
+    g.add_argument(
+        "--num_dags",
+        type=positive_int,
+        default=None,
+        metavar="M",
+        help="first M codes of random_order(--order_seed) (default: all)",
+    )
     g.add_argument("--order_seed", type=int, default=0, metavar="INT", help="permutation seed for --num_dags")
     g.add_argument("--dag_nodes", type=positive_int, default=5, metavar="N", help="nodes of mlp/cnn DAGs")
     m = p.add_argument_group("model")
@@ -75,8 +97,13 @@ def build_parser() -> ArgumentParser:
     r.add_argument("--repeat", type=positive_int, default=1, metavar="INT", help="seeds seed..seed+repeat-1")
     r.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--gpu", type=nonneg_int, default=None, metavar="N", help="alias of --device cuda:N")
-    r.add_argument("--workers", type=nonneg_int, default=4, metavar="INT",
-                   help="loader workers (data are held in memory here, so this is unused)")
+    r.add_argument(
+        "--workers",
+        type=nonneg_int,
+        default=4,
+        metavar="INT",
+        help="loader workers (data are held in memory here, so this is unused)",
+    )
     r.add_argument("--resume", action="store_true", help="continue the run of the same name")
     r.add_argument("--checkpoint", default=None, metavar="PATH", help="checkpoint for --inference")
     r.add_argument("--inference", action="store_true", help="evaluate --checkpoint only")
@@ -210,17 +237,22 @@ def main(argv=None) -> int:
     rows = [_no_path_row(c, fam, s) for c in no_path for s in _seeds(args)]
     items = [(c, s) for c in runnable for s in _seeds(args)]
     for code, seed in progress(items, desc="main", disable=args.no_progress):
-        rows.append(_one_run(args, code, seed, fam, width, depth_offset, train_data, test_data, aug_pad, path, device,
-                             run))
+        rows.append(
+            _one_run(args, code, seed, fam, width, depth_offset, train_data, test_data, aug_pad, path, device, run)
+        )
         _write_results(path / "results.csv", rows)
     _write_results(path / "results.csv", rows)
     done = [r for r in rows if r["status"] == "ok"]
     accs = [r["final_test_acc"] for r in done]
     summary = {
-        "n_runs": len(rows), "n_ok": len(done), "n_diverged": sum(r["status"] == "diverged" for r in rows),
-        "n_no_path": len(no_path), "mean_final_test_acc": sum(accs) / len(accs) if accs else math.nan,
+        "n_runs": len(rows),
+        "n_ok": len(done),
+        "n_diverged": sum(r["status"] == "diverged" for r in rows),
+        "n_no_path": len(no_path),
+        "mean_final_test_acc": sum(accs) / len(accs) if accs else math.nan,
         "best_test_acc": max((r["best_test_acc"] for r in done), default=math.nan),
-        "lr_used": {f"{r['code']}|{r['seed']}": r["lr_used"] for r in rows}, "wall_s": round(time.time() - t0, 3),
+        "lr_used": {f"{r['code']}|{r['seed']}": r["lr_used"] for r in rows},
+        "wall_s": round(time.time() - t0, 3),
     }
     print(f"{len(done)}/{len(rows)} runs ok; mean final test acc {summary['mean_final_test_acc']:.4f}")
     run.finish(summary)
@@ -236,42 +268,94 @@ def _arch_str(code: str, fam: str) -> str:
 
 
 def _no_path_row(code, fam, seed) -> dict:
-    return {"code": code, "arch_str": _arch_str(code, fam), "n_paths": 0, "S": "", "multiplier": "", "lr_used": "",
-            "status": "no_path", "final_test_acc": "", "best_test_acc": "", "final_train_loss": "",
-            "epochs_done": 0, "wall_s": 0.0, "seed": seed}
+    return {
+        "code": code,
+        "arch_str": _arch_str(code, fam),
+        "n_paths": 0,
+        "S": "",
+        "multiplier": "",
+        "lr_used": "",
+        "status": "no_path",
+        "final_test_acc": "",
+        "best_test_acc": "",
+        "final_train_loss": "",
+        "epochs_done": 0,
+        "wall_s": 0.0,
+        "seed": seed,
+    }
 
 
 def _one_run(args, code, seed, fam, width, depth_offset, train_data, test_data, aug_pad, path, device, run) -> dict:
     q = args.kernel_size if fam == "cnn" else None
-    mult = lr_multiplier(code, fam, depth_offset=depth_offset, q=q, kernel_base=args.kernel_base,
-                         all_skip=args.all_skip)
+    mult = lr_multiplier(
+        code, fam, depth_offset=depth_offset, q=q, kernel_base=args.kernel_base, all_skip=args.all_skip
+    )
     lr = args.lr * mult if args.lr_autoscale else args.lr
-    margs = dict(in_shape=train_data.in_shape, num_classes=train_data.num_classes, width=width, init=args.init,
-                 block=args.block, act=args.act, bn=args.bn, kernel_size=args.kernel_size, stride=args.stride)
+    margs = dict(
+        in_shape=train_data.in_shape,
+        num_classes=train_data.num_classes,
+        width=width,
+        init=args.init,
+        block=args.block,
+        act=args.act,
+        bn=args.bn,
+        kernel_size=args.kernel_size,
+        stride=args.stride,
+    )
     torch.manual_seed(seed)
     model = build_model(args.arch, code, **margs).to(device)
     out = path / code / f"seed-{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
-                      weight_decay=args.weight_decay, nesterov=args.nesterov, warmup=args.warmup,
-                      decreasing_lr=args.decreasing_lr, aug_pad=aug_pad, seed=seed, per_class_acc=args.per_class_acc)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        warmup=args.warmup,
+        decreasing_lr=args.decreasing_lr,
+        aug_pad=aug_pad,
+        seed=seed,
+        per_class_acc=args.per_class_acc,
+    )
 
     def log(row):
         if args.tensorboard:
             run.log(step=row["epoch"], code=code, seed=seed, **{k: v for k, v in row.items() if k != "epoch"})
 
-    res = train(model, train_data, test_data, cfg, out_dir=out, resume=args.resume,
-                model_args={**margs, "arch": args.arch, "code": code, "dataset": args.dataset}, progress=log)
+    res = train(
+        model,
+        train_data,
+        test_data,
+        cfg,
+        out_dir=out,
+        resume=args.resume,
+        model_args={**margs, "arch": args.arch, "code": code, "dataset": args.dataset},
+        progress=log,
+    )
     if res.history:
         _net_plot(res.history, out / "net_train.png", f"{code} seed {seed} (lr {lr:.4g})")
     m = path_sum(code, fam, depth_offset=depth_offset)
     dag = parse_code(code, fam)
     from hp_scaling.dags import path_moments
 
-    return {"code": code, "arch_str": _arch_str(code, fam), "n_paths": path_moments(dag, 1).n_paths, "S": m,
-            "multiplier": mult, "lr_used": lr, "status": res.status, "final_test_acc": res.final_test_acc,
-            "best_test_acc": res.best_test_acc, "final_train_loss": res.final_train_loss,
-            "epochs_done": res.epochs_done, "wall_s": round(res.wall_s, 3), "seed": seed}
+    return {
+        "code": code,
+        "arch_str": _arch_str(code, fam),
+        "n_paths": path_moments(dag, 1).n_paths,
+        "S": m,
+        "multiplier": mult,
+        "lr_used": lr,
+        "status": res.status,
+        "final_test_acc": res.final_test_acc,
+        "best_test_acc": res.best_test_acc,
+        "final_train_loss": res.final_train_loss,
+        "epochs_done": res.epochs_done,
+        "wall_s": round(res.wall_s, 3),
+        "seed": seed,
+    }
 
 
 def _write_results(path: Path, rows: list[dict]) -> None:

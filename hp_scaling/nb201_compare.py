@@ -34,8 +34,13 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="NB201 cells: default recipe vs architecture-aware init and LR")
     c = p.add_argument_group("cells")
     c.add_argument("--cells", nargs="+", default=None, metavar="CODE", help="cell codes or NB201 arch strings")
-    c.add_argument("--num_cells", type=positive_int, default=8, metavar="M",
-                   help="first M cells with a path in random_order(15625, --cell_seed)")
+    c.add_argument(
+        "--num_cells",
+        type=positive_int,
+        default=8,
+        metavar="M",
+        help="first M cells with a path in random_order(15625, --cell_seed)",
+    )
     c.add_argument("--cell_seed", type=int, default=0, metavar="INT", help="permutation seed of the cell list")
     t = p.add_argument_group("training")
     t.add_argument("--dataset", default="cifar10", metavar="NAME", help="cifar10, cifar100, imagenet16_120, digits")
@@ -52,8 +57,9 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--aug", action=argparse.BooleanOptionalAction, default=True, help="flip + padded crop")
     r = p.add_argument_group("recipes")
     r.add_argument("--baseline_lr", type=positive_float, default=0.1, metavar="LR", help="baseline LR")
-    r.add_argument("--baseline_init", choices=["torch", "paper", "reference", "he"], default="torch",
-                   help="baseline init")
+    r.add_argument(
+        "--baseline_init", choices=["torch", "paper", "reference", "he"], default="torch", help="baseline init"
+    )
     r.add_argument("--lr", type=positive_float, default=0.46, metavar="LR", help="base LR of ours (x multiplier)")
     r.add_argument("--init", choices=["paper", "reference"], default="paper", help="init of ours (spec 3.2)")
     r.add_argument("--reference_csv", default=None, metavar="CSV", help="arch_str,acc table for Kendall tau")
@@ -196,21 +202,48 @@ def main(argv=None) -> int:
         mult = lr_multiplier(code, "nb201")
         lr = args.lr * mult if rec == "ours" else args.baseline_lr
         torch.manual_seed(seed)
-        net = TinyNetwork(code, C=args.width, N=args.cells_per_stage, num_classes=train_data.num_classes,
-                          in_ch=train_data.in_shape[0], init=args.init if rec == "ours" else args.baseline_init)
-        cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=lr,
-                          momentum=args.momentum, weight_decay=args.weight_decay, nesterov=args.nesterov,
-                          decreasing_lr=args.decreasing_lr, aug_pad=aug_pad, seed=seed)
+        net = TinyNetwork(
+            code,
+            C=args.width,
+            N=args.cells_per_stage,
+            num_classes=train_data.num_classes,
+            in_ch=train_data.in_shape[0],
+            init=args.init if rec == "ours" else args.baseline_init,
+        )
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            nesterov=args.nesterov,
+            decreasing_lr=args.decreasing_lr,
+            aug_pad=aug_pad,
+            seed=seed,
+        )
         res = train(net.to(device), train_data, test_data, cfg)
-        row = {"key": key, "code": code, "seed": seed, "recipe": rec, "lr": lr, "status": res.status,
-               "acc": res.final_test_acc if res.status == "ok" else math.nan, "wall_s": res.wall_s}
+        row = {
+            "key": key,
+            "code": code,
+            "seed": seed,
+            "recipe": rec,
+            "lr": lr,
+            "status": res.status,
+            "acc": res.final_test_acc if res.status == "ok" else math.nan,
+            "wall_s": res.wall_s,
+        }
         done[key] = row
         with open(part, "a") as f:
             f.write(json.dumps(row) + "\n")
     table = []
     for c in ok:
-        rec = {"code": c, "arch_str": code_to_arch_str(c), "multiplier": lr_multiplier(c, "nb201"),
-               "lr_ours": args.lr * lr_multiplier(c, "nb201")}
+        rec = {
+            "code": c,
+            "arch_str": code_to_arch_str(c),
+            "multiplier": lr_multiplier(c, "nb201"),
+            "lr_ours": args.lr * lr_multiplier(c, "nb201"),
+        }
         for r in ("base", "ours"):
             accs = [done[f"{c}|{s}|{r}"]["acc"] for s in seeds]
             for s, a in zip(seeds, accs):
@@ -224,14 +257,19 @@ def main(argv=None) -> int:
         w.writerows(table)
     finite = [c for c in table if math.isfinite(c["gain"])]
     summary = summarize(finite, reference)
-    summary.update(n_diverged=sum(1 for r in done.values() if r["status"] != "ok"),
-                   all_finite=len(finite) == len(table), wall_s=round(time.time() - t0, 3))
+    summary.update(
+        n_diverged=sum(1 for r in done.values() if r["status"] != "ok"),
+        all_finite=len(finite) == len(table),
+        wall_s=round(time.time() - t0, 3),
+    )
     from hp_scaling.plots import plot_nb201_scatter, plot_tau_topk
 
     run.save_figure(plot_nb201_scatter(finite), "scatter.png")
     run.save_figure(plot_tau_topk(summary["kendall_tau_topk"]), "tau_topk.png")
-    print(f"mean acc base {summary['mean_acc_base']:.4f}  ours {summary['mean_acc_ours']:.4f}  "
-          f"mean gain {100 * summary['mean_gain']:+.2f} points")
+    print(
+        f"mean acc base {summary['mean_acc_base']:.4f}  ours {summary['mean_acc_ours']:.4f}  "
+        f"mean gain {100 * summary['mean_gain']:+.2f} points"
+    )
     run.finish(summary)
     return 0
 

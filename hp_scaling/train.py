@@ -38,8 +38,15 @@ def lr_factor(step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float
 class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
     """Per-step scheduler: lr = base_lr * lr_factor(step, ...) (closed form, no chained factors)."""
 
-    def __init__(self, optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
-                 decreasing: bool = False, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer,
+        steps_per_epoch: int,
+        epochs: int,
+        warmup_epochs: float = 0.0,
+        decreasing: bool = False,
+        last_epoch: int = -1,
+    ):
         self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
         self.warmup_epochs, self.decreasing = warmup_epochs, decreasing
         super().__init__(optimizer, last_epoch)
@@ -82,8 +89,11 @@ def evaluate(model: nn.Module, data: ArrayData, batch_size: int = 512) -> dict:
     model.train(was)
     pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
     n = max(len(data), 1)
-    return {"test_loss": total / n, "test_acc": correct / n,
-            "test_acc_per_class": per_class_recall(pred, data.y[: len(pred)], data.num_classes)}
+    return {
+        "test_loss": total / n,
+        "test_acc": correct / n,
+        "test_acc_per_class": per_class_recall(pred, data.y[: len(pred)], data.num_classes),
+    }
 
 
 @dataclass
@@ -135,9 +145,17 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def train(model: nn.Module, train_data: ArrayData, test_data: ArrayData, cfg: TrainConfig, *,
-          out_dir: Path | None = None, resume: bool = False, model_args: dict | None = None,
-          progress=None) -> TrainResult:
+def train(
+    model: nn.Module,
+    train_data: ArrayData,
+    test_data: ArrayData,
+    cfg: TrainConfig,
+    *,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    model_args: dict | None = None,
+    progress=None,
+) -> TrainResult:
     """Train ``model`` with SGD; writes metrics.csv, steps.csv, checkpoint.pt into ``out_dir`` when given."""
     cfg.validate()
     t0 = time.time()
@@ -145,8 +163,9 @@ def train(model: nn.Module, train_data: ArrayData, test_data: ArrayData, cfg: Tr
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     if cfg.steps is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.steps)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          nesterov=cfg.nesterov)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+    )
     sched = WarmupCosine(opt, steps_per_epoch, epochs, cfg.warmup, cfg.decreasing_lr)
     history, step_rows, start, best, status = [], [], 0, 0.0, "ok"
     ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
@@ -185,22 +204,48 @@ def train(model: nn.Module, train_data: ArrayData, test_data: ArrayData, cfg: Tr
             break
         ev = evaluate(model, test_data)
         best = max(best, ev["test_acc"])
-        row = {"epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch, "lr": opt.param_groups[0]["lr"],
-               "train_loss": tot / max(seen, 1), "train_acc": correct / max(seen, 1),
-               "test_loss": ev["test_loss"], "test_acc": ev["test_acc"]}
+        row = {
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * steps_per_epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": tot / max(seen, 1),
+            "train_acc": correct / max(seen, 1),
+            "test_loss": ev["test_loss"],
+            "test_acc": ev["test_acc"],
+        }
         if cfg.per_class_acc:
             row["test_acc_per_class"] = ev["test_acc_per_class"]
         history.append(row)
         if progress is not None:
             progress(row)
         if ckpt is not None:
-            save_checkpoint(ckpt, {"version": 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-                                   "history": history, "steps": step_rows, "best": best, "status": status,
-                                   "model_args": model_args or {}})
+            save_checkpoint(
+                ckpt,
+                {
+                    "version": 1,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "steps": step_rows,
+                    "best": best,
+                    "status": status,
+                    "model_args": model_args or {},
+                },
+            )
     if out_dir is not None:
         _write_rows(out_dir / "metrics.csv", history)
         _write_rows(out_dir / "steps.csv", step_rows)
     last = history[-1] if history else {}
-    return TrainResult(status, last.get("test_acc", math.nan), best if history else math.nan,
-                       last.get("train_loss", math.nan), len(history), time.time() - t0, history, step_rows)
+    return TrainResult(
+        status,
+        last.get("test_acc", math.nan),
+        best if history else math.nan,
+        last.get("train_loss", math.nan),
+        len(history),
+        time.time() - t0,
+        history,
+        step_rows,
+    )

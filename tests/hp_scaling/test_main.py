@@ -68,8 +68,25 @@ def test_warmup_reaches_scaled_lr():
 )
 def test_lr_used(tmp_path, capsys, dag, auto, expect):
     arch = "tinynetwork" if dag == "3_03_101" else "mlp"
-    argv = ["--dataset", "digits", "--arch", arch, "--dag", dag, "--steps", "2", "--width", "4", "--batch_size", "32",
-            "--save_dir", str(tmp_path), "--no_progress", "--warmup", "0"] + (["--lr_autoscale"] if auto else [])
+    argv = [
+        "--dataset",
+        "digits",
+        "--arch",
+        arch,
+        "--dag",
+        dag,
+        "--steps",
+        "2",
+        "--width",
+        "4",
+        "--batch_size",
+        "32",
+        "--save_dir",
+        str(tmp_path),
+        "--no_progress",
+        "--warmup",
+        "0",
+    ] + (["--lr_autoscale"] if auto else [])
     main(argv)
     run = last_run_dir(capsys.readouterr().out)
     row = read_csv(run / "results.csv")[0]
@@ -79,8 +96,28 @@ def test_lr_used(tmp_path, capsys, dag, auto, expect):
 
 
 def test_warmup_in_main(tmp_path, capsys):
-    main(["--dataset", "digits", "--arch", "mlp", "--dag", "2_02_002_0002", "--warmup", "1", "--epochs", "2",
-          "--batch_size", "256", "--lr_autoscale", "--save_dir", str(tmp_path), "--no_progress", "--width", "8"])
+    main(
+        [
+            "--dataset",
+            "digits",
+            "--arch",
+            "mlp",
+            "--dag",
+            "2_02_002_0002",
+            "--warmup",
+            "1",
+            "--epochs",
+            "2",
+            "--batch_size",
+            "256",
+            "--lr_autoscale",
+            "--save_dir",
+            str(tmp_path),
+            "--no_progress",
+            "--width",
+            "8",
+        ]
+    )
     run = last_run_dir(capsys.readouterr().out)
     steps = read_csv(run / "2_02_002_0002" / "seed-0" / "steps.csv")
     per_epoch = len(steps) // 2
@@ -90,8 +127,22 @@ def test_warmup_in_main(tmp_path, capsys):
 
 def test_seed_command_tiny_cifar(tmp_path, capsys):
     data = write_tiny_cifar10(tmp_path / "data")
-    argv = ["--data", str(data), *SEED_CMD, "--epochs", "1", "--steps", "2", "--dags", "3_03_101", "--width", "4",
-            "--save_dir", str(tmp_path / "res"), "--no_progress"]
+    argv = [
+        "--data",
+        str(data),
+        *SEED_CMD,
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--dags",
+        "3_03_101",
+        "--width",
+        "4",
+        "--save_dir",
+        str(tmp_path / "res"),
+        "--no_progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     run = last_run_dir(out)
@@ -122,8 +173,18 @@ BAD = [
 def test_bad_input_exits_2(tmp_path, capsys, extra, needle):
     if needle == "CUDA" and torch.cuda.is_available():
         pytest.skip("CUDA present: --device cuda is valid input here")
-    argv = ["--dataset", "digits", "--data", str(tmp_path / "nodata"), "--save_dir", str(tmp_path), "--steps", "1",
-            "--no_progress", *extra]
+    argv = [
+        "--dataset",
+        "digits",
+        "--data",
+        str(tmp_path / "nodata"),
+        "--save_dir",
+        str(tmp_path),
+        "--steps",
+        "1",
+        "--no_progress",
+        *extra,
+    ]
     with pytest.raises(SystemExit) as e:
         run_main(main, argv)
     err = capsys.readouterr().err
@@ -150,14 +211,37 @@ def test_scripts_run_as_files_and_modules():
 
 @pytest.mark.slow
 def test_main_resume_after_sigkill(tmp_path):
-    common = [sys.executable, "hp_scaling/main.py", "--dataset", "digits", "--arch", "mlp", "--dag", "2_02_002_0002",
-              "--epochs", "3", "--batch_size", "1", "--width", "16", "--lr", "0.01", "--no_progress"]
-    ref = subprocess.run(common + ["--save_dir", str(tmp_path / "a")], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+    common = [
+        sys.executable,
+        "hp_scaling/main.py",
+        "--dataset",
+        "digits",
+        "--arch",
+        "mlp",
+        "--dag",
+        "2_02_002_0002",
+        "--epochs",
+        "3",
+        "--batch_size",
+        "1",
+        "--width",
+        "16",
+        "--lr",
+        "0.01",
+        "--no_progress",
+    ]
+    ref = subprocess.run(
+        common + ["--save_dir", str(tmp_path / "a")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert ref.returncode == 0, ref.stderr[-1000:]
     env = {**os.environ}
-    p = subprocess.Popen(common + ["--save_dir", str(tmp_path / "b")], cwd=REPO, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen(
+        common + ["--save_dir", str(tmp_path / "b")],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     ckpt = None
     deadline = time.time() + 240
     while time.time() < deadline and p.poll() is None:
@@ -171,8 +255,9 @@ def test_main_resume_after_sigkill(tmp_path):
     assert ckpt is not None, "the run never wrote its first checkpoint"
     epoch = torch.load(ckpt, weights_only=False)["epoch"]
     assert epoch < 3, "the kill came too late to test resuming"
-    res = subprocess.run(common + ["--save_dir", str(tmp_path / "b"), "--resume"], cwd=REPO, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        common + ["--save_dir", str(tmp_path / "b"), "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-1000:]
     a = read_csv(last_run_dir(ref.stdout) / "2_02_002_0002" / "seed-0" / "metrics.csv")
     b = read_csv(last_run_dir(res.stdout) / "2_02_002_0002" / "seed-0" / "metrics.csv")
