@@ -55,6 +55,7 @@ def add_grid_args(p, defaults: dict[str, Any]) -> None:
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="epochs per run")
     g.add_argument("--batch_size", type=int, default=defaults["batch_size"], help="mini-batch size")
     g.add_argument("--gradient_accumulation_steps", type=int, default=defaults.get("gas", 1), help="micro-batches")
+    g.add_argument("--eval_every", type=int, default=1, help="epochs between full evaluations (last always)")
     g.add_argument("--c", type=_opt_float, default=None, help="Armijo c (default: class default)")
     g.add_argument("--beta", type=_opt_float, default=None, help="beta_s (default: class default)")
     g.add_argument("--speed_up", type=_bool_list, default=[None], help="True,False or default (every *sls)")
@@ -125,6 +126,7 @@ def expand(args, kind: str, extra: dict[str, Any] | None = None) -> list[GridRun
                         "batch_size": args.batch_size,
                         "gradient_accumulation_steps": args.gradient_accumulation_steps,
                         "seed": seed,
+                        "eval_every": args.eval_every,
                         "directory": f"{dataset}_{model}_{label}_s{seed}",
                         **(extra or {}),
                         **cfg,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from common.distributed import is_primary, torchrun_env
@@ -85,7 +85,8 @@ def evaluate(model: nn.Module, data: Dataset, kind: str, device, batch_size: int
     model.eval()
     crit = nn.CrossEntropyLoss(reduction="sum")
     loss, correct, n = 0.0, 0, 0
-    for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+    # no DataLoader: its iterator draws a seed from the global RNG, which would shift the baselines' dropout masks
+    for batch in _batches(data, torch.arange(len(data)), 0, batch_size):
         batch = _move(batch, device)
         out = _forward(model, batch, kind)
         loss += crit(out.float(), batch[-1]).item()
