@@ -148,7 +148,9 @@ def _train_stacked(model, data, lrs, batches, mode, momentum, weight_decay, nest
             else:
                 grads = {k: v[kd] for k, v in grads.items()}
         if mode == "bmm":
-            grads = dict(zip(params, torch.autograd.grad(loss_g.sum(), list(params.values()))))
+            gl = torch.autograd.grad(loss_g.sum(), list(params.values()), allow_unused=True)
+            # parameters on edges that cannot reach the output get no gradient
+            grads = {k: torch.zeros_like(v) if g is None else g for (k, v), g in zip(params.items(), gl)}
             params = {k: v.detach() for k, v in params.items()}
         with torch.no_grad():
             _sgd_update(params, grads, bufs, neg_lr, momentum, weight_decay, nesterov, step == 0)
