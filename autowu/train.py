@@ -158,6 +158,10 @@ def resolve_args(args):
         raise ValueError(f"--workers must be >= 0; got {args.workers}")
     if not 0 <= args.cooldown_fraction <= 1 or not 0 <= args.max_warmup_fraction <= 1:
         raise ValueError("--cooldown-fraction and --max-warmup-fraction must lie in [0, 1]")
+    if args.resume and args.resume != "auto" and not Path(args.resume).is_file():
+        raise FileNotFoundError(f"--resume: checkpoint not found: {args.resume}")
+    if args.data_root and not Path(args.data_root).is_dir():
+        raise FileNotFoundError(f"--data-root: no such directory: {args.data_root}")
     args.smoke = args.smoke or os.environ.get("SMOKE_TEST") == "1"
     return args
 
