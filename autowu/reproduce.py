@@ -261,6 +261,7 @@ def main(argv=None):
         with open(runs_csv, "a", newline="") as fh:
             csv.DictWriter(fh, fieldnames=FIELDS).writerow(rows[-1])
         traces[_key(row)] = {"lrs": out["lrs"], "losses": out["losses"] if row["sched"] == "autowu" else []}
+        traces_json.write_text(json.dumps(traces))  # after every run, so an interrupted grid resumes with its traces
 
     bar = progress(total=len(todo), desc="runs", disable=args.no_progress)
     if args.jobs == 1:
