@@ -67,3 +67,21 @@ def plot_tau_topk(taus: dict):
     ks = [k for k, v in taus.items() if v is not None and math.isfinite(v)]
     ax.plot([float(k) for k in ks], [taus[k] for k in ks], marker="o")
     return fig
+
+
+def draw_dag(dag, ax=None):
+    """Draw a DAG code: nodes on a line, parameterized edges solid, unparameterized (skip/pool) dashed."""
+    if ax is None:
+        fig, ax = new_figure(f"DAG {dag.code}", "node", "")
+    n = dag.n_nodes
+    for s, t, d in dag.edges():
+        xs = np.linspace(s, t, 30)
+        h = 0.25 * (t - s)
+        ys = h * np.sin(np.pi * (xs - s) / (t - s))
+        style = "-" if dag.is_parameterized(d) else "--"
+        ax.plot(xs, ys, style, color="C0" if dag.is_parameterized(d) else "C1")
+    ax.scatter(range(n), [0] * n, s=200, zorder=3, color="k")
+    for i in range(n):
+        ax.annotate(str(i), (i, 0), color="w", ha="center", va="center", zorder=4)
+    ax.set_yticks([])
+    return ax
