@@ -149,6 +149,38 @@ def test_nn_search_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_corrupt_checkpoint_and_missing_rank(tmp_path):
+    """Spec 7.14 (1-rank part): corrupt .pickle -> .bkp; both corrupt -> fresh start; a checkpoint without this
+    rank's individuals resumes at generation 0; --delete_old_checkpoints restarts."""
+    cfg = SearchConfig(mode="math", function="sphere", n=8, gradient="fg-mean", k=1, num_evaluations=6, max_steps=30,
+                       search_root=str(tmp_path), no_progress=True, limits=(-3.0, 0.0))  # fmt: skip
+    first = run_search(cfg)
+    ckpt = first.run_dir / "checkpoints" / "island_0_ckpt.pickle"
+    assert first.population == 6 and ckpt.with_suffix(".bkp").exists()
+    ckpt.write_bytes(b"garbage")
+    cfg.num_evaluations = 7
+    res = run_search(cfg)
+    assert res.evaluated in (1, 2) and res.population == 7, "spec 7.14: the .bkp was not used"
+    ckpt.write_bytes(b"garbage")
+    ckpt.with_suffix(".bkp").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="fresh"):
+        res = run_search(cfg)
+    assert res.population == 7 and res.evaluated == 7 and list(ckpt.parent.glob("*.corrupt"))
+    with open(ckpt, "rb") as handle:
+        pop = pickle.load(handle)
+    for ind in pop:
+        ind.rank = 1  # as if written by another rank: rank 0 owns no individual
+    with open(ckpt, "wb") as handle:
+        pickle.dump(pop, handle)
+    cfg.num_evaluations = 9
+    res = run_search(cfg)
+    assert res.population == 9 and res.evaluated == 2
+    cfg.delete_old_checkpoints, cfg.num_evaluations = True, 3
+    res = run_search(cfg)
+    assert res.population == 3 and res.evaluated == 3, "spec 7.14: --delete_old_checkpoints restarts"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "n,gradient,k,target", [(64, "fg-mean", 1, 7.58e-3), (1024, "frog", 4, 0.5)], ids=["fg-mean1-n64", "frog4-n1024"]
 )

@@ -1,0 +1,73 @@
+"""Spec 7.13 (2-rank agreement despite a raising evaluation) and 7.14 (resume after SIGKILL, corrupt checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HELPER = Path(__file__).with_name("mpi_search_helper.py")
+LABEL = "math/sphere_n=0016/fg-mean_k=1"
+
+
+def _population(root: Path):
+    path = root / LABEL / "checkpoints" / "island_0_ckpt.pickle"
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception:
+        return None
+
+
+def _run(mpirun, root, evaluations, *extra, timeout=400):
+    cmd = [*mpirun, "-n", "2", sys.executable, str(HELPER), str(root), str(evaluations), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+
+
+@pytest.mark.mpi
+def test_two_ranks_agree_despite_failure(mpirun, tmp_path):
+    reports = _run(mpirun, tmp_path, 32, "fail")
+    assert len(reports) == 2 and reports[0]["best_lr"] == reports[1]["best_lr"], "spec 7.13: ranks disagree"
+    pop = _population(tmp_path)
+    assert len(pop) == 32 and len({(i.rank, i.generation) for i in pop}) == 32, "spec 7.13: 32 distinct individuals"
+    failed = (tmp_path / LABEL / "failed_evaluations.jsonl").read_text().splitlines()
+    assert len(failed) == 1 and "forced failure" in failed[0]
+    assert sum(1 for i in pop if i.loss == float("inf")) == 1
+
+
+@pytest.mark.mpi
+def test_resume_after_sigkill(mpirun, tmp_path):
+    env = {**os.environ}
+    cmd = [*mpirun, "-n", "2", sys.executable, str(HELPER), str(tmp_path), "16"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        pop = _population(tmp_path)
+        if pop is not None and len(pop) >= 6:
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert killed, "the search finished before 6 individuals were checkpointed; the kill was not exercised"
+    before = {(i.rank, i.generation) for i in _population(tmp_path)}
+    _run(mpirun, tmp_path, 16)
+    pop = _population(tmp_path)
+    keys = [(i.rank, i.generation) for i in pop]
+    assert 16 <= len(pop) <= 17 and len(set(keys)) == len(keys), f"spec 7.14: total {len(pop)}, keys {keys}"
+    assert before <= set(keys)
+    # a finished search re-run evaluates nothing
+    reports = _run(mpirun, tmp_path, 16)
+    assert all(r["evaluated"] == 0 for r in reports), "spec 7.14: a finished search evaluated again"
