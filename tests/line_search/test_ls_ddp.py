@@ -41,7 +41,7 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
         for _ in range(30):
             idx = torch.randperm(len(y), generator=g)[:64][rank::world]  # each rank its own half
             opt.zero_grad()
-            opt.step(lambda idx=idx: crit(ddp(x[idx]), y[idx]))
+            opt.step(lambda idx=idx, net=ddp: crit(net(x[idx]), y[idx]))
             etas.append(opt.eta)
         flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         gathered = [torch.zeros_like(flat) for _ in range(world)]
