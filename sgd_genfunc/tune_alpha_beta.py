@@ -1,0 +1,111 @@
+"""Optimal step size at beta = 0, then optimal momentum at that step size, for (nu, kappa) pairs (SD, E10).
+
+Example: python sgd_genfunc/tune_alpha_beta.py --pairs 1.5,4 2,8 --N 3000 --n_steps 3000
+Outputs: loss_optimum_alpha.csv, loss_optimum_beta.csv, hparam_dict.pkl/.json {(nu, kappa): alpha_opt}, L_beta.png,
+summary.json (alpha_opt, beta_opt, gain L(0)/L(beta_opt), E10 condition per pair).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import time
+
+import numpy as np
+
+from common.cli import add_run_args, csv_list, nonneg_int, positive_int, run_main
+from sgd_genfunc import scripting as S
+from sgd_genfunc.plots import plot_r4
+from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
+from sgd_genfunc.reproduction import Reproduction
+from sgd_genfunc.theory import gamma, negative_momentum_condition, optimal_alpha, optimal_beta
+
+
+def beta_grid(text: str) -> np.ndarray:
+    """'-0.6:0.6:0.05' -> the inclusive grid."""
+    try:
+        lo, hi, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--betas must read lo:hi:step, got {text!r}") from None
+    if step <= 0 or hi < lo:
+        raise ValueError(f"--betas needs lo <= hi and step > 0, got {text!r}")
+    return np.round(np.arange(lo, hi + step / 2, step), 10)
+
+
+def build_parser():
+    p = S.make_parser(__doc__.split("\n")[0])
+    p.add_argument(
+        "--pairs",
+        type=csv_list(float),
+        nargs="+",
+        default=[[1.5, 4], [2, 8], [1.5, 2.5], [2, 3]],
+        metavar="NU,KAPPA",
+        help="(nu, kappa) pairs",
+    )
+    p.add_argument("--N", type=int, default=10000, metavar="N", help="modes")
+    p.add_argument("--n_steps", type=nonneg_int, default=10000, metavar="T", help="budget T")
+    p.add_argument("--batch_size", type=positive_int, default=1, metavar="B", help="batch size")
+    p.add_argument("--tau", type=float, default=1.0, metavar="TAU", help="SD parameter")
+    p.add_argument("--betas", default="-0.6:0.6:0.05", metavar="LO:HI:STEP", help="momentum grid")
+    add_run_args(p)
+    p.set_defaults(seed=42)
+    p.add_argument("--save_dir", default=None, metavar="DIR", help="run dir")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.N < 2:
+        raise ValueError(f"--N must be >= 2, got {args.N}")
+    for pair in args.pairs:
+        if len(pair) != 2 or pair[0] <= 0 or pair[1] <= 0:
+            raise ValueError(f"--pairs entries must be nu,kappa with both > 0, got {pair}")
+    betas = beta_grid(args.betas)
+    g = gamma(args.N, args.batch_size)
+    t0 = time.time()
+    args.resume = False
+    run = S.open_script_run("tune_alpha_beta", args)
+    rows, hp, pairs = [], {}, {}
+    fa = open(run.path / "loss_optimum_alpha.csv", "w", newline="")
+    fb = open(run.path / "loss_optimum_beta.csv", "w", newline="")
+    with fa, fb:
+        wa, wb = csv.writer(fa), csv.writer(fb)
+        wa.writerow(["nu", "kappa", "alpha", "L_T"])
+        wb.writerow(["nu", "kappa", "alpha", "beta", "L_T"])
+        for nu, kappa in args.pairs:
+            lam, c = power_law_spectrum(args.N, nu), power_law_coefficients(args.N, kappa)
+            a = optimal_alpha(lam, c, args.n_steps, 0.0, g, args.tau)
+            bo = optimal_beta(lam, c, args.n_steps, a.value, betas, g, args.tau)
+            wa.writerows([nu, kappa, x, y] for x, y in zip(a.grid, a.losses))
+            wb.writerows([nu, kappa, a.value, x, y] for x, y in zip(bo.grid, bo.losses))
+            L0 = float(bo.losses[np.argmin(np.abs(bo.grid))])
+            cond = negative_momentum_condition(nu, kappa, args.N)
+            hp[(nu, kappa)] = a.value
+            pairs[(nu, kappa)] = dict(
+                alpha_opt=a.value, beta_opt=bo.value, gain=L0 / bo.loss, E10=cond, betas=bo.grid, losses=bo.losses
+            )
+            rows.append(
+                {
+                    "nu": nu,
+                    "kappa": kappa,
+                    "alpha_opt": a.value,
+                    "beta_opt": bo.value,
+                    "gain": L0 / bo.loss,
+                    "E10": cond,
+                    "E10_predicts_negative": cond > 0,
+                }
+            )
+            print(f"(nu, kappa) = ({nu}, {kappa}): alpha_opt {a.value:.4f}, beta_opt {bo.value:+.2f}", flush=True)
+    with open(run.path / "hparam_dict.pkl", "wb") as fh:
+        pickle.dump(hp, fh)
+    (run.path / "hparam_dict.json").write_text(json.dumps({f"{k[0]},{k[1]}": v for k, v in hp.items()}, indent=2))
+    rep = Reproduction("R4", "", "", "")
+    rep.data["pairs"] = pairs
+    plot_r4(rep, run.path / "L_beta.png")
+    run.finish({"pairs": rows, "N": args.N, "n_steps": args.n_steps, "wall_time_s": S.wall(t0)})
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
