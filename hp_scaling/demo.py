@@ -34,6 +34,14 @@ def _summary(path: Path) -> dict | None:
     return json.loads(f.read_text()) if f.exists() else None
 
 
+def _cached(out: Path, rel: str) -> Path:
+    """A run dir left by an earlier full run: under out, or under results/reproduce/hp_scaling (make reproduce)."""
+    for root in (out, out.parent.parent / "reproduce" / PAPER):
+        if (root / rel / "summary.json").exists():
+            return root / rel
+    return out / rel
+
+
 def r1_verdict(s: dict, first: float, last: float) -> tuple[str, str]:
     """Spec 6 R1 rule: r3 >= 0.9; LR(k=8) < LR(k=0); ratio in [2, 10]; r3 >= r1."""
     r3, r1 = s["pearson_off3"], s["pearson_off1"]
@@ -69,7 +77,7 @@ def topology_row(out: Path, quick: bool) -> DemoRow:
     res = {}
     for init in ("paper", "reference"):
         name = f"R2-{init}"
-        path = out / "lr_sweep" / name
+        path = _cached(out, f"lr_sweep/{name}")
         if not quick:
             path = _run(main, [*R2, "--init", init, "--out", str(out / "lr_sweep"), "--name", name])
         res[init] = (_summary(path), path)
@@ -132,7 +140,7 @@ def moments_row(out: Path) -> DemoRow:
 def nb201_row(out: Path, quick: bool) -> DemoRow:
     from hp_scaling.nb201_compare import main
 
-    path = out / "nb201_compare" / "R4"
+    path = _cached(out, "nb201_compare/R4")
     if not quick:
         path = _run(main, [*R4, "--out", str(out / "nb201_compare"), "--name", "R4"])
     s = _summary(path)
