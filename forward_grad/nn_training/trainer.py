@@ -142,7 +142,7 @@ class Trainer:
         for xb, yb in batches(X, y, 1024):
             xb, yb = xb.to(self.device), yb.to(self.device)
             out = self.model(xb)
-            total += float(F.cross_entropy(out, yb, reduction="sum"))
+            total += float(F.cross_entropy(out, yb, reduction="sum").detach())
             correct += int((out.argmax(1) == yb).sum())
         self.model.train()
         return total / len(y), correct / len(y)
@@ -160,7 +160,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=False)
                 loss = F.cross_entropy(self.model(xb), yb)
                 loss.backward()
-                value = float(loss)
+                value = float(loss.detach())
             else:
                 value = self.estimator.step(self.model, (xb, yb)).loss
             if not math.isfinite(value) or value >= DIVERGENCE_LOSS:
