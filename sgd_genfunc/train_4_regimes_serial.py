@@ -32,7 +32,7 @@ def split_runs(out: dict) -> dict:
         row = {}
         for regime, curve in res.items():
             if regime in ("mlp", "linearized"):
-                row.update({f"{regime}/{i}": curve[i] for i in range(curve.shape[0])})
+                row.update({f"{regime}/{i}": curve[i].clone() for i in range(curve.shape[0])})
             else:
                 row[regime] = curve
         flat[key] = row

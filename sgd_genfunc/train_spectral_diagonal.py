@@ -47,9 +47,9 @@ def main(argv=None):
         g = torch.tensor([gamma(N, c["b"], args.replacement) for c in todo], dtype=torch.float64, device=device)
         res = sd_run(prob.lam, prob.c, args.n_steps, a, bt, g, args.tau, track_every=track)
         for i, c in enumerate(todo):
-            val = {"loss": res.loss[i].cpu(), "diverged_at": int(res.diverged_at[i])}
+            val = {"loss": res.loss[i].cpu().clone(), "diverged_at": int(res.diverged_at[i])}
             if track:
-                val["diag"] = res.tracked[i].cpu()
+                val["diag"] = res.tracked[i].cpu().clone()
             store.put(S.config_key(c, args), val)
             done[S.config_key(c, args)] = val
     for c in todo if args.sched == "jacobi" else []:

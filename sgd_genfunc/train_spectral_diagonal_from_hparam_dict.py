@@ -70,7 +70,7 @@ def main(argv=None):
         res = sd_run(lam, c, args.n_steps, alpha, torch.tensor(args.momentum, dtype=torch.float64), g, args.tau)
         for i, beta in enumerate(args.momentum):
             key = (nu, kappa, args.batch_size, alpha, beta)
-            curves[key] = res.loss[i]
+            curves[key] = res.loss[i].clone()
             rows.append((key, f"sd/tau={args.tau}", 0, res.loss[i]))
             summary.append(
                 {
