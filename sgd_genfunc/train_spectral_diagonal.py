@@ -69,6 +69,8 @@ def main(argv=None):
         rows.append((key, f"sd/tau={args.tau}", 0, val["loss"]))
         g = gamma(N, c["b"], args.replacement)
         summary_rows.append(S.sd_summary(key, val["loss"], val["diverged_at"], prob, c, g, args.tau))
+        row = summary_rows[-1]
+        print(f"{key}: L_T = {float(val['loss'][-1]):.4g}, alpha_c = {row['alpha_c']:.4g}, U~(1) = {row['U1']:.4g}")
     S.save_pth(run, "loss_curves.pth", curves)
     if track:
         S.save_pth(run, "diag_errs.pth", diag)
