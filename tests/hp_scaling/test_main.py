@@ -223,7 +223,7 @@ def test_main_resume_after_sigkill(tmp_path):
         "--epochs",
         "3",
         "--batch_size",
-        "1",
+        "8",
         "--width",
         "16",
         "--lr",

@@ -105,7 +105,7 @@ def _script(*args):
 
 @pytest.mark.slow
 def test_resume_after_sigkill(tmp_path):
-    seeds = ["--seeds", "0", "1", "2", "3"]
+    seeds = ["--seeds", "0", "1", "2"]
     ref = subprocess.run(
         _script(*SMALL, *seeds, "--out", str(tmp_path), "--name", "ref"),
         cwd=REPO,
@@ -129,7 +129,7 @@ def test_resume_after_sigkill(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     n_done = part.read_text().count("\n")
-    assert 1 <= n_done < 12, f"kill should land after the first partial row, got {n_done} rows"
+    assert 1 <= n_done < 9, f"kill should land after the first partial row, got {n_done} rows"
     res = subprocess.run(
         _script(*SMALL, *seeds, "--out", str(tmp_path), "--name", "cut", "--resume"),
         cwd=REPO,
