@@ -151,6 +151,10 @@ def test_seed_command_tiny_cifar(tmp_path, capsys):
     assert float(rows[0]["lr_used"]) == pytest.approx(0.086932, abs=1e-6), "spec 7.10: lr 0.086932"
     assert (run / "summary.json").exists() and (run / "3_03_101" / "seed-0" / "checkpoint.pt").exists()
     assert "Aug" in run.name and "AutoScale" in run.name and ".Nev" in run.name
+    ckpt = run / "3_03_101" / "seed-0" / "checkpoint.pt"
+    assert main(["--data", str(data), "--dataset", "cifar10", "--inference", "--checkpoint", str(ckpt)]) == 0
+    s = json.loads((ckpt.parent / "summary.json").read_text())
+    assert s["inference"] and 0.0 <= s["test_acc"] <= 1.0, "spec 4: --inference evaluates the checkpoint"
 
 
 BAD = [
