@@ -78,6 +78,7 @@ class NaiveArmijo:
     @torch.no_grad()
     def step(self, closure):
         seed = int(torch.randint(0, 2**62, (1,), generator=self.gen))
+        w0 = copy.deepcopy([p.detach() for p in self.params])  # every step, as spec 8 describes the baseline
         loss = self._call(closure, seed, True)
         f0 = loss.double().item()
         self.t += 1
@@ -91,7 +92,6 @@ class NaiveArmijo:
             for p, d in zip(self.params, self._direction("momentum")):
                 p.sub_(eta_cand * (d + self.wd * p))
             return loss
-        w0 = copy.deepcopy([p.detach() for p in self.params])
         d = self._direction(self.search)
         phi = self._slope(d)
         kind = self.search

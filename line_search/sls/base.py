@@ -339,18 +339,18 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         b1, b2 = g["betas"]
         bc1, bc2 = 1.0 - b1**t, 1.0 - b2**t
         bufs = self._buffers(ps)
-        vs = [self.state[p]["exp_avg_sq"] for p in ps]
-        for b, v in zip(bufs, vs):
-            b.copy_(v)
-        torch._foreach_sqrt_(bufs)
-        torch._foreach_div_(bufs, math.sqrt(bc2))
-        torch._foreach_add_(bufs, g["eps"])
-        torch._foreach_reciprocal_(bufs)  # P
-        if kind == "precond":
-            torch._foreach_mul_(bufs, grads)
-        else:
-            torch._foreach_mul_(bufs, [self.state[p]["exp_avg"] for p in ps])
-            torch._foreach_div_(bufs, bc1)
+        for b, p in zip(bufs, ps):
+            torch.sqrt(self.state[p]["exp_avg_sq"], out=b)
+        if kind == "precond":  # d = g / (sqrt(v / bc2) + eps)
+            torch._foreach_div_(bufs, math.sqrt(bc2))
+            torch._foreach_add_(bufs, g["eps"])
+            for b, gr in zip(bufs, grads):
+                torch.div(gr, b, out=b)
+        else:  # d = m / (bc1 * (sqrt(v / bc2) + eps)) = m_hat * P
+            torch._foreach_mul_(bufs, bc1 / math.sqrt(bc2))
+            torch._foreach_add_(bufs, g["eps"] * bc1)
+            for b, p in zip(bufs, ps):
+                torch.div(self.state[p]["exp_avg"], b, out=b)
         return bufs
 
     @staticmethod
@@ -394,12 +394,13 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         k = ls["t"] + 1
         active = self._active()
         f0_t = self._reduce(loss)
-        flags = [torch.isfinite(p.grad).all() for _, ps in active for p in ps]
-        host = self._to_host([f0_t, *flags])
+        # one pass per gradient: a NaN or inf anywhere makes its norm non-finite
+        norms = [n for _, ps in active for n in torch._foreach_norm([p.grad for p in ps])]
+        host = self._to_host([f0_t, *norms])
         f0 = host[0]
         diag = {"step": k, "searched": False, "trials": 0, "forwards": 1, "backtracks": 0, "fallback": False}
         diag.update(slope=math.nan, loss_decrease=math.nan)
-        if not (math.isfinite(f0) and all(x == 1.0 for x in host[1:])):
+        if not (math.isfinite(f0) and all(math.isfinite(x) for x in host[1:])):
             if self.nan_policy == "raise":
                 self._generator.set_state(gen_state)
                 raise FloatingPointError(f"step {k}: non-finite loss ({f0}) or gradient at w0; parameters unchanged")
