@@ -8,7 +8,8 @@ last increment of the residual d; alpha step size, beta momentum, gamma batch no
       C' = C - alpha (K~C + CK~) + beta (J + J^T) + P'
 
 `full_step` works in the eigenbasis of K~ (spec 3.2): every term is elementwise there except diag(C) and the noise,
-dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step.
+dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step (in-place
+elementwise work, J^T carried explicitly so that only Z needs a transposed read).
 `full_step_naive` is (E3) written in the sample basis (five matmuls), the test oracle and benchmark baseline.
 
 Notes: the reference recursion was unstable in floating point (its antisymmetric part grows); here the dynamics run in
@@ -26,11 +27,12 @@ from sgd_genfunc.theory.sd import DIVERGENCE_FACTOR
 
 
 class FullState(NamedTuple):
-    """C, J, P in the eigenbasis of K~ (each N x N, float64)."""
+    """C, J, P in the eigenbasis of K~ (each N x N, float64); Jt = J^T carried along (None: computed on demand)."""
 
     C: torch.Tensor
     J: torch.Tensor
     P: torch.Tensor
+    Jt: torch.Tensor | None = None
 
 
 class FullResult(NamedTuple):
@@ -52,29 +54,41 @@ def full_init(lam, U, C0) -> FullState:
     if U.shape != (lam.shape[0], lam.shape[0]) or C0.shape != U.shape:
         raise ValueError(f"shapes disagree: lam {tuple(lam.shape)}, U {tuple(U.shape)}, C0 {tuple(C0.shape)}")
     C = _sym(U.T @ C0 @ U)
-    return FullState(C, torch.zeros_like(C), torch.zeros_like(C))
+    return FullState(C, torch.zeros_like(C), torch.zeros_like(C), torch.zeros_like(C))
 
 
 def to_sample_basis(state: FullState, U) -> FullState:
     """Rotate an eigenbasis state back to the sample basis (X -> U X U^T)."""
     U = as_tensor(U)
-    return FullState(*(U @ X @ U.T for X in state))
+    return FullState(*(U @ X @ U.T for X in state[:3]))
 
 
 def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
-    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma)."""
-    C, J, P = state
+    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma).
+
+    J^T is carried as its own array (J^T' = beta J^T - alpha K~C + P'), so no term needs a transposed read except the
+    noise matrix Z, which is symmetrized once; every other term is symmetric by construction, so C and P stay exactly
+    symmetric (the symmetrization of spec 3.9) with one transposed pass per step instead of three.
+    """
+    C, J, P, Jt = state
+    if Jt is None:
+        Jt = J.T.contiguous()
     N = lam.shape[0]
-    lk = lam[:, None]
-    LL = lk * lam[None, :]
-    dg = ((U @ C) * U).sum(1)  # diag of the sample-basis C
-    Z = (U.T * (N * dg)) @ U  # N U^T diag(dg) U
-    X = lk * J  # (K~ J)_kl = lambda_k J_kl, so (J^T K~)_kl = X_lk
-    P_new = (beta * beta) * P - (alpha * beta) * (X + X.T) + (alpha * alpha) * LL * ((1.0 - gamma) * C + gamma * Z)
-    P_new = _sym(P_new)
-    J_new = beta * J - alpha * C * lam[None, :] + P_new
-    C_new = C - alpha * (lk + lam[None, :]) * C + beta * (J + J.T) + P_new
-    return FullState(_sym(C_new), J_new, P_new)
+    lk, ll = lam[:, None], lam[None, :]
+    W = U @ C
+    W.mul_(U)
+    dg = W.sum(1)  # diag of the sample-basis C
+    torch.mul(U, (N * dg)[:, None], out=W)
+    Z = U.T @ W  # N U^T diag(dg) U (not exactly symmetric)
+    torch.add(Z, Z.T, out=W)  # exactly symmetric
+    noise = W.mul_(0.5 * gamma).add_(C, alpha=1.0 - gamma).mul_(lk * ll).mul_(alpha * alpha)
+    P_new = torch.mul(J, lk).add_(torch.mul(Jt, ll))  # K~J + J^T K~: symmetric by construction (no fused op)
+    P_new.mul_(-alpha * beta).add_(P, alpha=beta * beta).add_(noise)
+    J_new = torch.mul(C, ll).mul_(-alpha).add_(J, alpha=beta).add_(P_new)
+    Jt_new = torch.mul(C, lk).mul_(-alpha).add_(Jt, alpha=beta).add_(P_new)
+    C_new = torch.mul(C, lk + ll).mul_(-alpha).add_(C)
+    C_new.add_(torch.add(J, Jt), alpha=beta).add_(P_new)
+    return FullState(C_new, J_new, P_new, Jt_new)
 
 
 def full_step_naive(C, J, P, K, alpha, beta, gamma, symmetrize: bool = True):
@@ -123,7 +137,7 @@ def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str
         if form == "eig":
             new = full_step(state, lam, U, a, bt, g)
         else:
-            new = FullState(*full_step_naive(state.C, state.J, state.P, K, a, bt, g))
+            new = FullState(*full_step_naive(state.C, state.J, state.P, K, a, bt, g), None)
         L = torch.trace(new.C) / (2 * N)
         loss[n] = L
         if not (torch.isfinite(L) and L <= limit):  # one host sync per step: N^2 work dominates anyway
@@ -132,5 +146,5 @@ def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str
             break
         state = new
     if form == "naive":
-        state = FullState(*(U.T @ X @ U for X in state))
+        state = FullState(*(U.T @ X @ U for X in state[:3]))
     return FullResult(loss, diverged_at, state)

@@ -96,7 +96,8 @@ def test_full_matches_brute_force(N, b, beta):
     lam, U, K, d0 = random_kernel(N, seed=N)
     alpha = 0.5
     res = full_run(lam, U, torch.outer(d0, d0), 60, alpha, beta, gamma(N, b))
-    C, J, P = to_sample_basis(res.state, U)
+    st = to_sample_basis(res.state, U)
+    C, J, P = st.C, st.J, st.P
     Cb, Jb, Pb = brute_force_moments(K, d0, alpha, beta, b, 60)
     for name, ours, ref in (("C", C, Cb), ("J", J, Jb), ("P", P, Pb)):
         err = float((ours - ref).norm() / Cb.norm())
