@@ -165,3 +165,33 @@ def test_tensor_lr_updated_in_place():
     assert opt.param_groups[0]["lr"] is lr_tensor, "section 3.5: tensor LRs are filled in place"
     assert abs(float(lr_tensor) - s.get_last_lr()[0]) <= 1e-6 * s.get_last_lr()[0], "float32 tensor lr holds the LR"
     assert "initial_lr" in opt.param_groups[0]
+
+
+def _optimizers():
+    from timm.optim import AdamP, Lamb
+
+    return {
+        "sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        "adamw_tensor_lr": lambda p: torch.optim.AdamW(p, lr=torch.tensor(1e-3)),
+        "adamp": lambda p: AdamP(p, lr=1e-3),
+        "lamb": lambda p: Lamb(p, lr=1e-3),
+    }
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw_tensor_lr", "adamp", "lamb"])
+def test_optimizers_apply_the_lr(name):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    opt = _optimizers()[name](model.parameters())
+    sched = AutoWU(opt, 5, 4)
+    x, y = torch.randn(20, 4), torch.randint(0, 2, (20,))
+    for step in range(10):  # 2 epochs of S = 5
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step(loss.detach())
+        lr = opt.param_groups[0]["lr"]
+        expected = sched.lr_at(step + 2)
+        assert abs(float(lr) - expected) <= 1e-6 * expected, f"check 14: {name} holds lr_{step + 2}"
+    assert sched.last_epoch == 10
