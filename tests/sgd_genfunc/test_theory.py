@@ -274,3 +274,17 @@ def test_residual_adam_equals_hand_adam():
         v = 0.99 * v + 0.01 * g * g
         ref = ref - 0.1 * (m / (1 - 0.9**n)) / ((v / (1 - 0.99**n)).sqrt() + 1e-8)
     assert rel(ours, ref) < 1e-12, "spec 7.14: ResidualAdam equals a hand-written Adam on g"
+
+
+@pytest.mark.gpu
+def test_cuda_theory_matches_cpu():
+    lam, U, K, d0 = random_kernel(64, seed=2)
+    c = (U.T @ d0) ** 2
+    cpu = sd_run(lam, c, 200, torch.tensor([0.5, 1.0]), 0.3, 0.25, 1.0).loss
+    gpu = sd_run(lam.cuda(), c.cuda(), 200, torch.tensor([0.5, 1.0]).cuda(), 0.3, 0.25, 1.0).loss.cpu()
+    assert rel(gpu, cpu) < 1e-10, "spec 7.18: SD on CUDA matches CPU to 1e-10 (float64)"
+    from sgd_genfunc.theory import full_run
+
+    f_cpu = full_run(lam, U, torch.outer(d0, d0), 100, 0.8, 0.3, 0.25).loss
+    f_gpu = full_run(lam.cuda(), U.cuda(), torch.outer(d0, d0).cuda(), 100, 0.8, 0.3, 0.25).loss.cpu()
+    assert rel(f_gpu, f_cpu) < 1e-10, "spec 7.18: full dynamics on CUDA match CPU to 1e-10 (float64)"
