@@ -86,7 +86,7 @@ class ReferenceGPTest:
         x_all = (torch.arange(n, dtype=torch.float64) / n).to(self.dtype)
         xv, yv = x_all[valid], y[valid].to(self.dtype)
         nv = int(yv.shape[0])
-        c0 = float(self.model.mean_module.constant)
+        c0 = float(self.model.mean_module.constant.detach())
         if nv < 3:
             return TestOutcome((), (), 0, False, c0, 0.0, 0.0, n, nv, 0, time.perf_counter() - t0)
         with torch.no_grad():
@@ -109,9 +109,9 @@ class ReferenceGPTest:
         if once:
             probs, zs, failures = probs * cfg.n_preds, zs * cfg.n_preds, failures * cfg.n_preds
         votes = sum(1 for p in probs if p > cfg.confidence)
-        c = float(self.model.mean_module.constant)
-        os_ = float(self.model.covar_module.outputscale)
-        nz = float(self.likelihood.noise)
+        c = float(self.model.mean_module.constant.detach())
+        os_ = float(self.model.covar_module.outputscale.detach())
+        nz = float(self.likelihood.noise.detach())
         return TestOutcome(
             tuple(probs), tuple(zs), votes, votes >= cfg.votes, c, os_, nz, n, nv, failures, time.perf_counter() - t0
         )
