@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 import traceback
 from collections.abc import Sequence
@@ -95,8 +96,7 @@ def write_report(rows: Sequence[DemoRow], out_dir: Path, quick: bool = True) -> 
     if pngs:
         lines += ["", "## Figures", ""]
         for r in pngs:
-            png = Path(r.png)
-            rel = png.relative_to(out_dir) if png.is_absolute() and out_dir.resolve() in png.parents else png
+            rel = os.path.relpath(Path(r.png).resolve(), out_dir.resolve())  # links work from REPORT.md's folder
             lines += [f"**{r.paper}: {r.claim}**", "", f"![{r.paper}]({rel})", ""]
     path = out_dir / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")

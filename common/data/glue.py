@@ -10,13 +10,26 @@ from common.data.registry import DatasetNotFoundError, register_dataset
 __all__ = ["GLUE_TASKS", "GLUE_TEXT_FIELDS"]
 
 GLUE_TEXT_FIELDS = {
-    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-    "qqp": ("question1", "question2"), "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis"),
-    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+    "cola": ("sentence", None),
+    "sst2": ("sentence", None),
+    "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"),
+    "stsb": ("sentence1", "sentence2"),
+    "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
 }
 GLUE_TASKS = tuple(GLUE_TEXT_FIELDS)
-_SPLITS = ("train", "validation", "test", "validation_matched", "validation_mismatched", "test_matched",
-           "test_mismatched")
+_SPLITS = (
+    "train",
+    "validation",
+    "test",
+    "validation_matched",
+    "validation_mismatched",
+    "test_matched",
+    "test_mismatched",
+)
 
 
 def _hf(task: str, split: str, root: Path) -> Any:
@@ -46,7 +59,8 @@ def _tfds(task: str, split: str, root: Path) -> Any:
     if not (data_dir / "glue" / task).exists():
         raise DatasetNotFoundError(
             f"dataset 'glue' task {task!r}: missing {data_dir / 'glue' / task}; prepare it online with "
-            f"`tfds.builder('glue/{task}', data_dir='{data_dir}').download_and_prepare(file_format='array_record')`")
+            f"`tfds.builder('glue/{task}', data_dir='{data_dir}').download_and_prepare(file_format='array_record')`"
+        )
     # data_source reads array_record files without TensorFlow; records come back as dicts of numpy values
     return tfds.data_source(f"glue/{task}", data_dir=str(data_dir), split=split, download=False)
 

@@ -74,8 +74,15 @@ def _mnist1d(split: str, root: Path, seed: int = 42) -> TensorDataset:
         return TensorDataset(torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64))
 
 
-def teacher_student(n_samples: int, in_dim: int = 20, num_classes: int = 10, hidden: int = 64, seed: int = 0,
-                    label_noise: float = 0.0, teacher_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def teacher_student(
+    n_samples: int,
+    in_dim: int = 20,
+    num_classes: int = 10,
+    hidden: int = 64,
+    seed: int = 0,
+    label_noise: float = 0.0,
+    teacher_seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gaussian inputs labelled by argmax of a random one-hidden-layer tanh teacher.
 
     The teacher depends on ``teacher_seed`` (default ``seed``) only, so train and test sets drawn with different
@@ -115,6 +122,7 @@ def powerlaw_spectrum(n: int, nu: float, kappa: float, lambda_min: float = 0.0) 
 
 
 @register_dataset("powerlaw_kernel", splits=("all",), description="power-law kernel eigenvalues and target weights")
-def _powerlaw_kernel(split: str, root: Path, n: int = 512, nu: float = 1.5, kappa: float = 0.5,
-                     lambda_min: float = 0.0) -> TensorDataset:
+def _powerlaw_kernel(
+    split: str, root: Path, n: int = 512, nu: float = 1.5, kappa: float = 0.5, lambda_min: float = 0.0
+) -> TensorDataset:
     return TensorDataset(*powerlaw_spectrum(n, nu, kappa, lambda_min))

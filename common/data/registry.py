@@ -28,8 +28,9 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_dataset(name: str, splits: Sequence[str] = ("train", "test"), default_split: str | None = None,
-                     description: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_dataset(
+    name: str, splits: Sequence[str] = ("train", "test"), default_split: str | None = None, description: str = ""
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(split, root, **kw) -> Dataset`` under ``name`` (re-registering replaces the entry)."""
     default = default_split or splits[0]
     if default not in splits:

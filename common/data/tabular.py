@@ -13,8 +13,22 @@ from common.data.registry import register_dataset, require_files
 __all__ = ["BIKE_DROP", "SGEMM_FEATURES", "SGEMM_RUNS"]
 
 BIKE_DROP = ("instant", "dteday", "casual", "registered")
-SGEMM_FEATURES = ("MWG", "NWG", "KWG", "MDIMC", "NDIMC", "MDIMA", "NDIMB", "KWI", "VWM", "VWN", "STRM", "STRN", "SA",
-                  "SB")
+SGEMM_FEATURES = (
+    "MWG",
+    "NWG",
+    "KWG",
+    "MDIMC",
+    "NDIMC",
+    "MDIMA",
+    "NDIMB",
+    "KWI",
+    "VWM",
+    "VWN",
+    "STRM",
+    "STRN",
+    "SA",
+    "SB",
+)
 SGEMM_RUNS = ("Run1 (ms)", "Run2 (ms)", "Run3 (ms)", "Run4 (ms)")
 
 
@@ -25,20 +39,28 @@ def _bike_sharing(split: str, root: Path, file: str = "hour") -> TensorDataset:
     if file not in ("hour", "day"):
         raise ValueError(f"bike_sharing file must be 'hour' or 'day', got {file!r}")
     path = root / "bike_sharing" / f"{file}.csv"
-    require_files([path], "bike_sharing", "unzip https://archive.ics.uci.edu/static/public/275/"
-                  f"bike+sharing+dataset.zip into {path.parent}")
+    require_files(
+        [path],
+        "bike_sharing",
+        f"unzip https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip into {path.parent}",
+    )
     frame = pd.read_csv(path).drop(columns=list(BIKE_DROP))
     y = frame.pop("cnt").to_numpy(np.float32)
     return TensorDataset(torch.tensor(frame.to_numpy(np.float32)), torch.tensor(y))
 
 
-@register_dataset("sgemm_product", splits=("all",), description="UCI SGEMM GPU kernel performance, target mean run (ms)")
+@register_dataset(
+    "sgemm_product", splits=("all",), description="UCI SGEMM GPU kernel performance, target mean run (ms)"
+)
 def _sgemm(split: str, root: Path) -> TensorDataset:
     import pandas as pd
 
     path = root / "sgemm_product" / "sgemm_product.csv"
-    require_files([path], "sgemm_product", "unzip https://archive.ics.uci.edu/static/public/440/"
-                  f"sgemm+gpu+kernel+performance.zip into {path.parent}")
+    require_files(
+        [path],
+        "sgemm_product",
+        f"unzip https://archive.ics.uci.edu/static/public/440/sgemm+gpu+kernel+performance.zip into {path.parent}",
+    )
     frame = pd.read_csv(path)
     missing = [c for c in SGEMM_FEATURES + SGEMM_RUNS if c not in frame.columns]
     if missing:

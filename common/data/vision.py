@@ -61,9 +61,12 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 def _mnist(split: str, root: Path, download: bool = False, transform: Callable | None = None) -> ImageTensors:
     raw = root / "MNIST" / "raw"
     if not download:
-        require_files([raw / f for f in MNIST_FILES], "mnist",
-                      "get them from https://ossci-datasets.s3.amazonaws.com/mnist/ (gunzip into "
-                      f"{raw}), pass download=True when online, or use --dataset mnist5k")
+        require_files(
+            [raw / f for f in MNIST_FILES],
+            "mnist",
+            "get them from https://ossci-datasets.s3.amazonaws.com/mnist/ (gunzip into "
+            f"{raw}), pass download=True when online, or use --dataset mnist5k",
+        )
     from torchvision.datasets import MNIST
 
     ds = MNIST(str(root), train=split == "train", download=download)
@@ -76,13 +79,23 @@ def _load_pickle(path: Path) -> dict[str, Any]:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
-def _cifar(split: str, root: Path, folder: str, train_files: list[str], test_files: list[str], label_key: str,
-           name: str, transform: Callable | None) -> ImageTensors:
+def _cifar(
+    split: str,
+    root: Path,
+    folder: str,
+    train_files: list[str],
+    test_files: list[str],
+    label_key: str,
+    name: str,
+    transform: Callable | None,
+) -> ImageTensors:
     base = root / folder
     files = train_files if split == "train" else test_files
-    require_files([base / f for f in files], name,
-                  f"download and untar https://www.cs.toronto.edu/~kriz/{folder.split('-batches')[0]}-python.tar.gz "
-                  f"into {root}")
+    require_files(
+        [base / f for f in files],
+        name,
+        f"download and untar https://www.cs.toronto.edu/~kriz/{folder.split('-batches')[0]}-python.tar.gz into {root}",
+    )
     data, labels = [], []
     for f in files:
         entry = _load_pickle(base / f)
@@ -97,8 +110,16 @@ def _cifar10(split: str, root: Path, transform: Callable | None = None, download
         from torchvision.datasets import CIFAR10
 
         CIFAR10(str(root), train=True, download=True)
-    return _cifar(split, root, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                  "labels", "cifar10", transform)
+    return _cifar(
+        split,
+        root,
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        "cifar10",
+        transform,
+    )
 
 
 @register_dataset("cifar100", splits=("train", "test"), description="CIFAR-100 50k/10k 32x32 (python pickles)")
@@ -135,7 +156,8 @@ def _imagenet(split: str, root: Path, transform: Callable | None = None) -> Data
     if not folder.is_dir() or not any(folder.iterdir()):
         raise DatasetNotFoundError(
             f"dataset 'imagenet': missing {folder} (one sub-folder of JPEGs per class); extract ILSVRC2012 from "
-            "https://image-net.org there (val sorted into class folders)")
+            "https://image-net.org there (val sorted into class folders)"
+        )
     if transform is None:
         transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
     return ImageFolder(str(folder), transform=transform)
@@ -156,20 +178,29 @@ IMAGENET16_MD5 = {
 }
 
 
-@register_dataset("imagenet16_120", splits=("train", "test"),
-                  description="ImageNet16-120 (NAS-Bench-201): 151,700/6,000 16x16 images, 120 classes")
-def _imagenet16_120(split: str, root: Path, transform: Callable | None = None, check_md5: bool = True,
-                    num_classes: int = 120) -> ImageTensors:
+@register_dataset(
+    "imagenet16_120",
+    splits=("train", "test"),
+    description="ImageNet16-120 (NAS-Bench-201): 151,700/6,000 16x16 images, 120 classes",
+)
+def _imagenet16_120(
+    split: str, root: Path, transform: Callable | None = None, check_md5: bool = True, num_classes: int = 120
+) -> ImageTensors:
     base = root / "ImageNet16"
     files = [f"train_data_batch_{i}" for i in range(1, 11)] if split == "train" else ["val_data"]
-    require_files([base / f for f in files], "imagenet16_120",
-                  f"place NAS-Bench-201's ImageNet16 pickles (Imagenet16_train.zip, Imagenet16_val.zip from "
-                  f"https://image-net.org/download-images, 'Downsampled ImageNet 16x16') in {base}")
+    require_files(
+        [base / f for f in files],
+        "imagenet16_120",
+        f"place NAS-Bench-201's ImageNet16 pickles (Imagenet16_train.zip, Imagenet16_val.zip from "
+        f"https://image-net.org/download-images, 'Downsampled ImageNet 16x16') in {base}",
+    )
     data, labels = [], []
     for f in files:
         if check_md5 and md5sum(base / f) != IMAGENET16_MD5[f]:
-            raise DatasetNotFoundError(f"dataset 'imagenet16_120': {base / f} fails its md5 check "
-                                       f"(expected {IMAGENET16_MD5[f]}); re-download it")
+            raise DatasetNotFoundError(
+                f"dataset 'imagenet16_120': {base / f} fails its md5 check "
+                f"(expected {IMAGENET16_MD5[f]}); re-download it"
+            )
         entry = _load_pickle(base / f)
         data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16))
         labels.append(np.asarray(entry["labels"], dtype=np.int64))

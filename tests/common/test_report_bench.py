@@ -13,14 +13,17 @@ from common.report import DemoRow, collect_rows, write_report
 
 
 def test_demo_rows_and_report(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "fig.png").write_bytes(b"png")
     rows = [
-        DemoRow("p", "claim A", "0.5", "0.49", "yes", run_dir="results/x"),
+        DemoRow("p", "claim A", "0.5", "0.49", "yes", run_dir="results/x", png=str(tmp_path / "p" / "fig.png")),
         DemoRow("p", "claim B | pipes", "1", "2", "no"),
     ]
     path = write_report(rows, tmp_path)
     text = path.read_text()
     assert "| p | claim A | 0.5 | 0.49 | **yes** | results/x |" in text
     assert "claim B \\| pipes" in text and "yes: 1, no: 1" in text
+    assert "![p](p/fig.png)" in text, "figure links are relative to REPORT.md"
     with pytest.raises(ValueError, match="verdict must be one of"):
         DemoRow("p", "c", "1", "1", "maybe")
 
