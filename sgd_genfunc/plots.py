@@ -112,7 +112,7 @@ def plot_r6(rep, path: Path) -> Path:
     maps = rep.data["maps"]
     fig, axes = new_figure("R6: log10 L_T/L_0 over (beta, alpha)", "momentum beta", "step alpha", ncols=len(maps))
     alphas, betas = rep.data["alphas"], rep.data["betas"]
-    lam = power_law_spectrum(1000, 1.5)
+    lam = rep.data.get("lam", power_law_spectrum(1000, 1.5))
     for ax, (b, m) in zip(np.atleast_1d(axes), maps.items()):
         r = np.where(np.isfinite(m["ratio"]), m["ratio"], 1e30)
         im = ax.pcolormesh(
@@ -121,7 +121,7 @@ def plot_r6(rep, path: Path) -> Path:
         ax.plot(betas, m["alpha_c"], "w-", label="U~(1) = 1")
         ax.plot(betas, asymptote_minus1(betas), "r--", lw=1, label="beta -> -1")
         pos = betas > 0
-        ax.plot(betas[pos], asymptote_plus1(betas[pos], gamma(1000, b), lam), "m--", lw=1, label="beta -> 1")
+        ax.plot(betas[pos], asymptote_plus1(betas[pos], gamma(len(lam), b), lam), "m--", lw=1, label="beta -> 1")
         ax.plot(*m["best"][::-1], "r*", ms=10, label="minimum")
         ax.set_ylim(0, alphas.max())
         ax.set_title(f"b = {b}", fontsize=9)

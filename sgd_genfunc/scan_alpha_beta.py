@@ -69,7 +69,9 @@ def main(argv=None):
         i, j = np.unravel_index(np.argmin(fin), fin.shape)
         summary.append({"b": b, "best_alpha": alphas[i], "best_beta": betas[j], "best_ratio": float(fin[i, j])})
         rep = Reproduction("R6", "", "", "")
-        rep.data.update(alphas=alphas, betas=betas, maps={b: dict(ratio=r, alpha_c=a_c, best=(alphas[i], betas[j]))})
+        rep.data.update(
+            lam=lam, alphas=alphas, betas=betas, maps={b: dict(ratio=r, alpha_c=a_c, best=(alphas[i], betas[j]))}
+        )
         plot_r6(rep, run.path / f"heatmap_b{b}.png")
     np.savez(
         run.path / "losses_2d.npz",
