@@ -25,7 +25,7 @@ def b1_full(report, N):
     g = gamma(N, 10)
     st = full_init(prob.lam, prob.U, torch.outer(prob.d0, prob.d0))
     K = prob.K_tilde
-    C, J, P = (prob.U @ X @ prob.U.T for X in st)
+    C, J, P = (prob.U @ X @ prob.U.T for X in st[:3])
     base, ours = compare(
         lambda: full_step_naive(C, J, P, K, 0.5, 0.3, g), lambda: full_step(st, prob.lam, prob.U, 0.5, 0.3, g), 1, 3
     )
