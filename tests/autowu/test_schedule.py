@@ -166,3 +166,18 @@ def test_argmin_fallback_on_decreasing():
         res = run_curve("decreasing", 0.05, 0, fallback_lr="argmin")
     assert res.switch_step == 1500 and res.reason == "max_warmup"
     assert 0.2 * 0.99235 <= res.switch_lr <= 0.99235, f"check 5: argmin eta_sw in [0.2, 1]*0.99235, got {res.switch_lr}"
+
+
+def test_zero_warmup_decays_from_max_at_once():
+    _, s = make_sched(max_warmup_fraction=0.0)
+    assert s.phase == "final" and s.switch_step == 0 and s.switch_lr == 1.0, "section 3.1: f_w = 0 decays from eta_max"
+    assert_rel(s.get_last_lr()[0], 0.5 * (1 + math.cos(math.pi / 3000)), 1e-12, "section 3.1: lr_1 with f_w = 0")
+
+
+def test_no_step_order_warning_without_optimizer_step():
+    _, s = make_sched()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            s.step(2.0)  # as after a GradScaler-skipped optimizer.step()
+    assert not rec, f"section 9: AutoWU must not warn about step order, got {[str(w.message) for w in rec]}"

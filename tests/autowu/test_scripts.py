@@ -21,10 +21,29 @@ def _run(args, timeout=600):
     return subprocess.run([PY, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def _main_of(script):
+    import importlib
+
+    return importlib.import_module("autowu." + Path(script).stem).main
+
+
+def _in_process(script, args, capsys):
+    """Run main() through common.cli.run_main as the __main__ guard does; return (exit code, stdout, stderr)."""
+    from common.cli import run_main
+
+    code = 0
+    try:
+        run_main(_main_of(script), args)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.mark.parametrize("script", ["autowu/train.py", "autowu/simulate.py", "autowu/reproduce.py"])
-def test_help(script):
-    r = _run([script, "--help"])
-    assert r.returncode == 0 and "usage" in r.stdout
+def test_help(script, capsys):
+    code, out, _ = _in_process(script, ["--help"], capsys)
+    assert code == 0 and "usage" in out
 
 
 BAD = [
@@ -43,10 +62,10 @@ BAD = [
 
 
 @pytest.mark.parametrize("script,args", BAD, ids=[f"{s.split('/')[1]}:{' '.join(a)}" for s, a in BAD])
-def test_bad_input_one_line_exit_2(script, args):
-    r = _run([script, *args])
-    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+def test_bad_input_one_line_exit_2(script, args, capsys):
+    code, _, err = _in_process(script, args, capsys)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
 
 
 def test_simulate_writes_run_dir(tmp_path):
