@@ -44,7 +44,8 @@ def _grid_row(out_dir: Path, quick: bool) -> DemoRow:
     )
     if FULL_SUMMARY.is_file():
         full = json.loads(FULL_SUMMARY.read_text())
-        verdict = "yes" if full.get("verdict") == "PASS" and full.get("complete") else "no"
+        complete = full.get("complete") and len(full.get("seeds", [])) == 3
+        verdict = ("yes" if full.get("verdict") == "PASS" else "no") if complete else "partial"
         ours += (
             f"; full preset: {full['autowu_mean']:.2f} vs {full['median']:.2f} / {full['best']:.2f}, {full['verdict']}"
         )

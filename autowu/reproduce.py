@@ -275,6 +275,7 @@ def main(argv=None):
                 bar.update(1)
     bar.close()
     traces_json.write_text(json.dumps(traces))
+    rows = [r for r in rows if int(r["seed"]) in seeds]  # a --seeds subset is summarised on its own
     summary = summarize(rows, peaks, warmups, seeds)
     summary.update(
         preset=args.preset, optimizer=args.optimizer, runs=len(rows), seconds=round(time.time() - t0, 1), pilot=PILOT
