@@ -132,9 +132,12 @@ mixer_blocks = 2
 """
 
 
+SMOKE = [("resnet18", "frog", "node"), ("vit", "fg", "weight"), ("mlpmixer", "frog", "weight"),
+         ("lenet5", "fg", "node"), ("fc", "bp", "node"), ("vit", "frog", "node")]  # fmt: skip
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["resnet18", "vit", "mlpmixer", "lenet5", "fc"])
-@pytest.mark.parametrize("grad,mode", [("bp", "node"), ("fg", "node"), ("frog", "weight")])
+@pytest.mark.parametrize("model,grad,mode", SMOKE, ids=["-".join(s) for s in SMOKE])
 def test_train_smoke(model, grad, mode, tmp_path, capsys):
     ini = tmp_path / "tiny.ini"
     ini.write_text(TINY_INI)
