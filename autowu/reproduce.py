@@ -188,7 +188,9 @@ def _figures(run: Run, summary, rows, traces, peaks, warmups):
     for key, tr in sorted(traces.items()):
         if not key.startswith("autowu"):
             continue
-        row = next(r for r in rows if _key(r) == key)
+        row = next((r for r in rows if _key(r) == key), None)
+        if row is None:  # a trace of a seed outside this summary
+            continue
         n = int(row["switch_step"] or len(tr["lrs"]))
         ramps.append(
             {
@@ -202,12 +204,13 @@ def _figures(run: Run, summary, rows, traces, peaks, warmups):
     if ramps:
         run.save_figure(plot_ramp_loss(ramps, "AutoWU ramp: loss against LR"), "ramp_loss.png")
     sched = {}
-    auto_keys = sorted(k for k in traces if k.startswith("autowu"))
+    auto_keys = sorted(k for k in traces if k.startswith("autowu") and any(_key(r) == k for r in rows))
     if auto_keys:
         sched["AutoWU"] = traces[auto_keys[0]]["lrs"]
     if summary["best_cell"]:
         p, w = summary["best_cell"].split("/")
-        bkeys = sorted(k for k in traces if k.startswith(f"cosine|{float(p):g}|{float(w):g}|"))
+        keys = {_key(r) for r in rows}
+        bkeys = sorted(k for k in traces if k.startswith(f"cosine|{float(p):g}|{float(w):g}|") and k in keys)
         if bkeys:
             sched[f"best baseline ({summary['best_cell']})"] = traces[bkeys[0]]["lrs"]
     if sched:
@@ -278,7 +281,12 @@ def main(argv=None):
     rows = [r for r in rows if int(r["seed"]) in seeds]  # a --seeds subset is summarised on its own
     summary = summarize(rows, peaks, warmups, seeds)
     summary.update(
-        preset=args.preset, optimizer=args.optimizer, runs=len(rows), seconds=round(time.time() - t0, 1), pilot=PILOT
+        preset=args.preset,
+        optimizer=args.optimizer,
+        seeds=seeds,
+        runs=len(rows),
+        seconds=round(time.time() - t0, 1),
+        pilot=PILOT,
     )
     _figures(run, summary, rows, traces, peaks, warmups)
     print(
