@@ -288,14 +288,15 @@ class AutoWU(LRScheduler):
     def _as_scalar(loss):
         if isinstance(loss, (bool, np.bool_)):
             raise TypeError("AutoWU.step expects a real scalar loss; got a bool")
-        if torch.is_tensor(loss):
-            if loss.dtype == torch.bool or loss.is_complex():
-                raise TypeError(f"AutoWU.step expects a real scalar loss; got a tensor of dtype {loss.dtype}")
+        if isinstance(loss, torch.Tensor):
+            dt = loss.dtype
+            if dt == torch.bool or dt.is_complex:
+                raise TypeError(f"AutoWU.step expects a real scalar loss; got a tensor of dtype {dt}")
             if loss.numel() != 1:
                 raise ValueError(
                     f"AutoWU.step expects a scalar loss (0-d or 1-element tensor); got shape {tuple(loss.shape)}"
                 )
-            return loss.detach().reshape(())
+            return loss if loss.dim() == 0 else loss.reshape(())
         if isinstance(loss, np.ndarray):
             if loss.dtype.kind not in "fiu":
                 raise TypeError(f"AutoWU.step expects a real scalar loss; got an array of dtype {loss.dtype}")
@@ -321,9 +322,7 @@ class AutoWU(LRScheduler):
                 self._pending_restore = None
         if self._buf_count >= self._buf.numel():  # cannot happen in seed use; keep the cap explicit
             return
-        if torch.is_tensor(value):
-            self._buf[self._buf_count].copy_(value, non_blocking=True)
-        else:
+        with torch.no_grad():  # one indexed copy, no autograd record, no host sync
             self._buf[self._buf_count] = value
         self._buf_count += 1
 
