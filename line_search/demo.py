@@ -50,7 +50,7 @@ def _bench_b3() -> float | None:
 
 
 def demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
-    out_dir = Path(out_dir) / PAPER
+    out_dir = Path(out_dir)  # common.report passes results/demo/line_search
     seeds_r1, seeds_r2 = (1, 1) if quick else (3, 2)
     img_optims = "sls,adamsls,kensls,salsa,adam" + ("" if quick else ",sgd")
     nlp_optims = "adamsls,kensls,salsa,adam" + ("" if quick else ",sls")
