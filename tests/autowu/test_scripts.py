@@ -68,6 +68,7 @@ def test_bad_input_one_line_exit_2(script, args, capsys):
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_simulate_writes_run_dir(tmp_path):
     r = _run(
         [
