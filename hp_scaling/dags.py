@@ -325,7 +325,7 @@ def _info(code: str, family: str | None) -> None:
     offsets = (1,) if fam == "nb201" else (3, 1)
     for o in offsets:
         m = path_moments(dag, o)
-        mult = lr_multiplier(dag, fam, depth_offset=o)
+        mult = lr_multiplier(dag.code, fam, depth_offset=o)  # a code: under -m this module is __main__
         print(f"offset {o}: S = {m.S}  multiplier {mult:.6f}")
 
 

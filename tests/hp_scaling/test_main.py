@@ -211,6 +211,15 @@ def test_scripts_run_as_files_and_modules():
     for argv in (["hp_scaling/main.py", "--help"], ["-m", "hp_scaling.lr_sweep", "--help"]):
         p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300)
         assert p.returncode == 0, f"house.md: {argv} must run from the repo root"
+    p = subprocess.run(
+        [sys.executable, "-m", "hp_scaling.dags", "info", "2_22_222_2222"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0 and "paths 8" in p.stdout, p.stderr[-500:]
+    assert "0.137409" in p.stdout and "0.049629" in p.stdout, "issue acceptance: dags info multipliers"
 
 
 @pytest.mark.slow
