@@ -56,6 +56,7 @@ def test_help(name, capsys):
     assert exc.value.code == 0 and "usage" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_both_invocation_forms(repo_root):
     for cmd in (
         [sys.executable, "sgd_genfunc/train_full.py", "--help"],
