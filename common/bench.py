@@ -74,6 +74,7 @@ class BenchRow:
     target: float | None
     verdict: str
     note: str = ""
+    unit: str = "s"
 
 
 @dataclass
@@ -85,11 +86,19 @@ class BenchReport:
     rows: list[BenchRow] = field(default_factory=list)
 
     def add(
-        self, id: str, measure: str, baseline_s: float, ours_s: float, target: float | None = None, note: str = ""
+        self,
+        id: str,
+        measure: str,
+        baseline_s: float,
+        ours_s: float,
+        target: float | None = None,
+        note: str = "",
+        unit: str = "s",
     ) -> BenchRow:
+        """Add a row; ``unit`` is "s" for times, or any other label (e.g. "forwards", "bytes") for counts."""
         ratio = baseline_s / ours_s if ours_s > 0 else float("inf")
         verdict = "-" if target is None else ("pass" if ratio >= target else "fail")
-        row = BenchRow(id, measure, baseline_s, ours_s, ratio, target, verdict, note)
+        row = BenchRow(id, measure, baseline_s, ours_s, ratio, target, verdict, note, unit)
         self.rows.append(row)
         return row
 
@@ -99,7 +108,7 @@ class BenchReport:
         for r in self.rows:
             target = "-" if r.target is None else f">={r.target:g}"
             lines.append(
-                f"{r.id:<6}{r.measure[:39]:<40}{_fmt(r.baseline_s):>12}{_fmt(r.ours_s):>12}"
+                f"{r.id:<6}{r.measure[:39]:<40}{_fmt(r.baseline_s, r.unit):>12}{_fmt(r.ours_s, r.unit):>12}"
                 f"{r.ratio:>8.2f}x{target:>9}  {r.verdict}" + (f"  ({r.note})" if r.note else "")
             )
         return "\n".join(lines)
@@ -119,7 +128,9 @@ class BenchReport:
         return path
 
 
-def _fmt(seconds: float) -> str:
+def _fmt(seconds: float, unit: str = "s") -> str:
+    if unit != "s":
+        return f"{seconds:.4g} {unit}"
     if seconds >= 1:
         return f"{seconds:.2f} s"
     if seconds >= 1e-3:

@@ -77,6 +77,9 @@ class Run:
 
     def _append_csv(self, row: dict[str, Any]) -> None:
         csv_path = self.path / "metrics.csv"
+        if self._csv_fields is None and csv_path.exists():  # a resumed run keeps the existing header
+            with open(csv_path, newline="") as handle:
+                self._csv_fields = next(csv.reader(handle), [])
         fields = list(self._csv_fields or [])
         new = [k for k in row if k not in fields]
         if new or not csv_path.exists():

@@ -91,6 +91,9 @@ def test_metrics_csv_grows_new_columns(tmp_path: Path) -> None:
     run.log(step=1, loss=0.5, acc=0.9)
     rows = (run.path / "metrics.csv").read_text().splitlines()
     assert rows == ["step,loss,acc", "0,1.0,", "1,0.5,0.9"]
+    resumed = open_run("p", "e", {"a": 1}, name="x", root=tmp_path)  # same dir, fresh object: keeps the header
+    resumed.log(step=2, acc=0.95)
+    assert (run.path / "metrics.csv").read_text().splitlines()[-1] == "2,,0.95"
     run.log(step=2, loss=float("nan"))
     assert json.loads((run.path / "metrics.jsonl").read_text().splitlines()[-1])["loss"] == "nan"
     with pytest.raises(ValueError, match="invalid run name"):

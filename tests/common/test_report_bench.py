@@ -47,9 +47,12 @@ def test_bench_ratio_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     row = report.add("B1", "sum of range", slow.median_s, fast.median_s, target=2.0)
     assert row.ratio == pytest.approx(slow.median_s / fast.median_s) and row.verdict == "pass"
     report.add("B2", "impossible", 1.0, 2.0, target=1.0)
+    report.add("B3", "forward passes per step", 3.0, 1.5, unit="forwards")
+    assert "1.5 forwards" in report.table(), "non-time rows print their own unit"
+
     path = report.finish()
     data = json.loads(path.read_text())
-    assert [r["verdict"] for r in data["rows"]] == ["pass", "fail"] and "torch" in data and "threads" in data
+    assert [r["verdict"] for r in data["rows"]] == ["pass", "fail", "-"] and "torch" in data and "threads" in data
     assert "B1" in capsys.readouterr().out
 
 
