@@ -12,7 +12,6 @@ c_k = (u_k^T d0)^2; nu, kappa the spectral and target exponents.
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -162,26 +161,13 @@ def spectral_data(K, d0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, floa
     return lam, evecs, c, lambda_max
 
 
-def _seed_layout_root(name: str, root: Path) -> Path:
-    """The seed's data block unzips Bike Sharing into data/Bike-Sharing; common.data reads data/bike_sharing.
-    When only the seed layout exists, point a temporary root at it (a symlink; nothing is copied)."""
-    if name != "bike_sharing":
-        return root
-    seed_dir, common_dir = root / "Bike-Sharing", root / "bike_sharing"
-    if common_dir.exists() or not seed_dir.exists():
-        return root
-    tmp = Path(tempfile.mkdtemp(prefix="sgd_genfunc_data_"))
-    (tmp / "bike_sharing").symlink_to(seed_dir.resolve(), target_is_directory=True)
-    return tmp
-
-
 def _load(name: str, root: Path):
     import sgd_genfunc.sources  # noqa: F401 - registers olivetti_faces and powerlaw
     from common.data import DatasetNotFoundError, as_tensors, get_dataset
 
     try:
         split = "train" if name in ("mnist", "cifar10") else None
-        X, y = as_tensors(get_dataset(name, split, root=_seed_layout_root(name, root)))
+        X, y = as_tensors(get_dataset(name, split, root=root))
     except DatasetNotFoundError as exc:
         url = SEED_URLS.get(name)
         msg = str(exc).splitlines()[0]

@@ -38,11 +38,15 @@ def _bike_sharing(split: str, root: Path, file: str = "hour") -> TensorDataset:
 
     if file not in ("hour", "day"):
         raise ValueError(f"bike_sharing file must be 'hour' or 'day', got {file!r}")
-    path = root / "bike_sharing" / f"{file}.csv"
+    # our layout (data/bike_sharing/) or the seed's (data/Bike-Sharing/, from its wget + unzip block)
+    folders = [root / "bike_sharing", root / "Bike-Sharing"]
+    path = next((f / f"{file}.csv" for f in folders if (f / f"{file}.csv").exists()), folders[0] / f"{file}.csv")
     require_files(
         [path],
         "bike_sharing",
-        f"unzip https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip into {path.parent}",
+        "unzip https://archive.ics.uci.edu/ml/machine-learning-databases/00275/Bike-Sharing-Dataset.zip"
+        f" into {folders[0]}"
+        f" (or {folders[1]})",
     )
     frame = pd.read_csv(path).drop(columns=list(BIKE_DROP))
     y = frame.pop("cnt").to_numpy(np.float32)

@@ -212,6 +212,10 @@ def test_bike_sharing_reader_on_uci_rows(tmp_path: Path) -> None:
     (folder / "hour.csv").write_text(",".join(BIKE_COLUMNS) + "\n" + "\n".join(rows) + "\n")
     x, y = as_tensors(get_dataset("bike_sharing", root=tmp_path))
     assert x.shape == (2, 12) and y.tolist() == [16.0, 40.0]
+    seed_layout = tmp_path / "seed" / "Bike-Sharing"  # the sgd_genfunc seed unzips here
+    seed_layout.mkdir(parents=True)
+    (seed_layout / "hour.csv").write_text((folder / "hour.csv").read_text())
+    assert len(get_dataset("bike_sharing", root=tmp_path / "seed")) == 2
     with pytest.raises(DatasetNotFoundError, match="day.csv"):
         get_dataset("bike_sharing", root=tmp_path, file="day")
 
