@@ -7,7 +7,7 @@ baseline that KenSLS fixes. This module also re-exports KenSLS, as the seed impo
 
 from __future__ import annotations
 
-from line_search.sls.base import UNSET, ArmijoLineSearch, pick, resolve_grow
+from line_search.sls.base import UNSET, ArmijoLineSearch, pick, resolve_betas, resolve_grow
 from line_search.sls.ken_sls import KenSLS
 
 __all__ = ["AdamSLS", "KenSLS"]
@@ -53,7 +53,7 @@ class AdamSLS(ArmijoLineSearch):
             shrink=pick("shrink", shrink, "beta_b", beta_b, 0.9),
             max_trials=max_trials,
             beta_s=(0.99 if smooth else 0.0) if beta_s is UNSET else beta_s,
-            betas=_betas(betas, momentum, beta),
+            betas=resolve_betas(betas, momentum, beta),
             eps=eps,
             eta_min=eta_min,
             eta_max=eta_max,
@@ -64,12 +64,3 @@ class AdamSLS(ArmijoLineSearch):
             moments=True,
             **kwargs,
         )
-
-
-def _betas(betas, momentum, beta) -> tuple[float, float]:
-    """Resolve (b1, b2) from `betas` or the reference spellings `momentum` (b1) and `beta` (b2)."""
-    if betas is not UNSET and (momentum is not UNSET or beta is not UNSET):
-        raise TypeError("got both 'betas' and its aliases 'momentum'/'beta'; pass one")
-    if betas is not UNSET:
-        return tuple(betas)
-    return (0.9 if momentum is UNSET else momentum, 0.999 if beta is UNSET else beta)

@@ -220,8 +220,14 @@ class ArmijoLineSearch(torch.optim.Optimizer):
                 _check(all(0.0 <= b < 1.0 for b in g["betas"]), "betas", g["betas"], "two values in [0, 1)")
         for g in groups:
             for p in g["params"]:
+                # Deliberately unsupported, not a stub: the Armijo test needs the full loss decrease and the full
+                # gradient norm over all parameters; on shards each rank would accept or reject its own step size.
+                # DDP (replicated parameters) is supported and tested.
                 if type(p).__name__ in ("DTensor", "FlatParameter") or getattr(p, "_is_sharded", False):
-                    raise NotImplementedError("sharded parameters (FSDP/DTensor) are not supported")
+                    raise NotImplementedError(
+                        "sharded parameters (FSDP/DTensor) are not supported: one Armijo search needs the whole "
+                        "gradient on every rank; wrap the model in DistributedDataParallel instead"
+                    )
 
         defaults: dict[str, Any] = {"lr": float(init_step_size), "weight_decay": float(weight_decay)}
         if moments:
@@ -498,3 +504,12 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         diag.setdefault("accepted", False)
         diag.update({k: self._ls[k] for k in _COUNTERS})
         self.diagnostics = diag
+
+
+def resolve_betas(betas, momentum, beta) -> tuple[float, float]:
+    """Resolve (b1, b2) from `betas` or the reference spellings `momentum` (b1) and `beta` (b2)."""
+    if betas is not UNSET and (momentum is not UNSET or beta is not UNSET):
+        raise TypeError("got both 'betas' and its aliases 'momentum'/'beta'; pass one")
+    if betas is not UNSET:
+        return tuple(betas)
+    return (0.9 if momentum is UNSET else momentum, 0.999 if beta is UNSET else beta)

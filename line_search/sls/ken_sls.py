@@ -7,7 +7,7 @@ the reference's finite-difference slope and its c -> 1/c switch). beta_s is hono
 
 from __future__ import annotations
 
-from line_search.sls.base import UNSET, ArmijoLineSearch, pick
+from line_search.sls.base import UNSET, ArmijoLineSearch, pick, resolve_betas
 
 __all__ = ["KenSLS"]
 
@@ -44,8 +44,6 @@ class KenSLS(ArmijoLineSearch):
         beta=UNSET,
         **kwargs,
     ):
-        from line_search.sls.adam_sls import _betas
-
         super().__init__(
             params,
             c=c,
@@ -54,7 +52,7 @@ class KenSLS(ArmijoLineSearch):
             shrink=pick("shrink", shrink, "beta_b", beta_b, 0.9),
             max_trials=max_trials,
             beta_s=(0.99 if smooth else 0.0) if beta_s is UNSET else beta_s,
-            betas=_betas(betas, momentum, beta),
+            betas=resolve_betas(betas, momentum, beta),
             eps=eps,
             eta_min=eta_min,
             eta_max=eta_max,
