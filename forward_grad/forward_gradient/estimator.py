@@ -201,14 +201,21 @@ class ForwardGradient:
         return aggregate(self.aggregation, d, V, scaling_correction=self.scaling_correction)
 
     # --- functions of a tensor ---------------------------------------------------------------------------------
-    def value_and_estimate(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
-        """(f(x), g_hat) with g_hat shaped like x, from one vmap(jvp) pass (f(x) is its primal)."""
+    def value_and_estimate(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, jvps=None):
+        """(f(x), g_hat) with g_hat shaped like x, from one vmap(jvp) pass (f(x) is its primal).
+
+        jvps(x, D) -> (f(x), d), if given, supplies the directional derivatives d_i = D_i . grad f(x) for the
+        K' x n direction matrix D instead of torch.func (e.g. a closed form); sampling and aggregation are unchanged.
+        """
         n = x.numel()
         V = self.sample(n, x.dtype, x.device)
         D = self.directions(V)
-        value, d = multi_jvp(
-            f, x, D.reshape(D.shape[0], *x.shape), backend=self.jvp_backend, chunk_size=self.jvp_chunk_size
-        )
+        if jvps is not None:
+            value, d = jvps(x.reshape(-1), D)
+        else:
+            value, d = multi_jvp(
+                f, x, D.reshape(D.shape[0], *x.shape), backend=self.jvp_backend, chunk_size=self.jvp_chunk_size
+            )
         g_hat = self.combine(d.reshape(-1), V, D)
         return value, g_hat.reshape(x.shape)
 

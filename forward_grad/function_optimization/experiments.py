@@ -59,7 +59,7 @@ def resolve_lr(cell: Cell, lr, lr_lookup) -> float:
     return lr_lookup(cell.function, cell.n, grad, ap.k, cell.sampler)
 
 
-def run_cell(cell: Cell, lr: float, max_steps=None, patience=50, dtype="float32", jvp_backend="vmap", history=10):
+def run_cell(cell: Cell, lr: float, max_steps=None, patience=50, dtype="float32", jvp_backend="analytic", history=10):
     r = optimize(
         cell.function,
         cell.n,

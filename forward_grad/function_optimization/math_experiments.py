@@ -40,7 +40,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--early_stopping_patience", type=nonneg_int, default=50, metavar="INT", help="steps")
     g.add_argument("--dtype", default=None, choices=["float32", "float64"],
                    help="default float32 (custom_tangents: float64)")  # fmt: skip
-    g.add_argument("--jvp_backend", default="vmap", choices=["vmap", "loop"])
+    g.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],
+                   help="analytic: d = V grad f, closed-form gradient; vmap/loop: torch.func forward mode")  # fmt: skip
     g.add_argument("--jobs", type=positive_int, default=1, metavar="INT", help="worker processes")
     g.add_argument("--history_every", type=nonneg_int, default=10, metavar="INT", help="0: no history")
     g.add_argument("--resume", action="store_true", help="skip runs already in all.csv (needs --name)")

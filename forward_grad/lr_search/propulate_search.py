@@ -44,6 +44,8 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--early_stopping_patience", type=nonneg_int, default=100, metavar="INT", help="steps")
     m.add_argument("--max_steps", type=positive_int, default=None, metavar="INT", help="default: per function")
     m.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    m.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],
+                   help="analytic: d = V grad f from the closed-form gradient; vmap/loop: torch.func")  # fmt: skip
     m.add_argument("--device", default="cpu", metavar="DEV", help="math runs on the CPU")
     n = sub.add_parser("nn", help="neural-network training", formatter_class=parser.formatter_class)
     n.add_argument("--device", default="auto", metavar="DEV", help=DEVICE_HELP)
@@ -97,6 +99,7 @@ def config_from_args(args):
     if args.mode == "math":
         cfg.function, cfg.n = args.function, args.n
         cfg.early_stopping_patience, cfg.max_steps, cfg.dtype = args.early_stopping_patience, args.max_steps, args.dtype
+        cfg.jvp_backend = args.jvp_backend
     else:
         cfg.device, cfg.model, cfg.model_width = args.device, args.model, args.model_width
         cfg.dataset, cfg.epochs, cfg.batch_size = args.dataset, args.epochs, args.batch_size

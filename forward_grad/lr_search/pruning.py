@@ -29,6 +29,7 @@ class BaselinePruner:
         self.current: list[float] = []
         self.bad = 0
         self.pruned = False
+        self._unsent = False  # the own baseline changed since data() last handed it out
 
     def start_run(self) -> None:
         self.current, self.bad, self.pruned = [], 0, False
@@ -58,8 +59,14 @@ class BaselinePruner:
             return
         if not self.baseline or final_loss < self.baseline[-1]:
             self.baseline = list(self.current)
+            self._unsent = True
 
     def data(self) -> list[float]:
+        """The baseline for the other ranks, only when this rank's own baseline changed since the last call
+        (else []: merge ignores it); propulate attaches it to every individual it sends."""
+        if not self._unsent:
+            return []
+        self._unsent = False
         return list(self.baseline)
 
     def merge(self, other: list[float]) -> None:

@@ -62,6 +62,7 @@ class SearchConfig:
     early_stopping_patience: int | None = None
     max_steps: int | None = None
     dtype: str = "float32"
+    jvp_backend: str = "analytic"  # analytic | vmap | loop (optimize.MATH_BACKENDS)
     # nn
     device: str = "auto"
     model: str | None = None
@@ -188,6 +189,32 @@ def _atomic_dump(self) -> None:
     os.replace(tmp, target)
 
 
+class _NonBlockingSends:
+    """Proxy of the island communicator whose `send` is an `isend` (requests kept, completed by `wait_all`).
+
+    propulate 1.2.2 sends each evaluated individual with a blocking `send`. A message above Open MPI's eager limit
+    (the pruning baseline travels with it: 1000-25000 floats) then waits for the matching receive, and a rank
+    that has finished its generations sits in the final barrier without receiving: a deadlock we hit with 2
+    ranks on the sphere. With isend the sender reaches the barrier; the receiver's final probe collects the message.
+    """
+
+    def __init__(self, comm):
+        self._comm = comm
+        self._requests = []
+
+    def send(self, obj, dest, tag=0):
+        self._requests.append(self._comm.isend(obj, dest=dest, tag=tag))
+
+    def wait_all(self) -> None:
+        from mpi4py import MPI
+
+        MPI.Request.waitall(self._requests)
+        self._requests.clear()
+
+    def __getattr__(self, name):
+        return getattr(self._comm, name)
+
+
 def _propulator_class():
     from mpi4py import MPI
     from propulate import Propulator
@@ -199,6 +226,7 @@ def _propulator_class():
         def __init__(self, *args, population=None, checkpoint_path=None, **kw):
             with tempfile.TemporaryDirectory() as empty:
                 super().__init__(*args, checkpoint_path=empty, **kw)
+            self.island_comm = _NonBlockingSends(self.island_comm)
             self.checkpoint_path = Path(checkpoint_path)
             self.population = list(population or [])
             own = [ind.generation for ind in self.population if ind.rank == self.island_comm.rank]
@@ -276,6 +304,7 @@ def _math_steps(cfg: SearchConfig, lr: float):
         seed=cfg.seed,
         sampler=cfg.tangent_sampler,
         dtype=cfg.dtype,
+        jvp_backend=cfg.jvp_backend,
     )
 
 
@@ -466,6 +495,7 @@ def run_search(cfg: SearchConfig, steps_fn=None) -> SearchResult:
             surrogate_factory=factory,
         )
         prop.propulate(logging_interval=1)
+        prop.island_comm.wait_all()
         prop.summarize(top_n=min(2, len(prop._get_unique_individuals())), debug=1)
         bar.close()
         population = prop.population

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pickle
@@ -71,3 +72,20 @@ def test_resume_after_sigkill(mpirun, tmp_path):
     # a finished search re-run evaluates nothing
     reports = _run(mpirun, tmp_path, 16)
     assert all(r["evaluated"] == 0 for r in reports), "spec 7.14: a finished search evaluated again"
+
+
+@pytest.mark.mpi
+def test_sweep_on_two_ranks_with_long_baselines(mpirun, tmp_path):
+    """Regression and E4: 2 ranks, 100 evaluations of 1000-step sphere runs, two labels in one job. propulate
+    1.2.2 sent each individual with its 1000-float pruning baseline by a blocking send, which deadlocked at the final
+    barrier; fg-mean K=16 must land within +-25% of 0.5K/(n+K+1) = 7.68e-3 (spec 6 E4)."""
+    out = tmp_path / "math.csv"
+    cmd = [*mpirun, "-n", "2", sys.executable, "forward_grad/lr_search/sweep.py", "--functions", "sphere", "--n",
+           "1024", "--approaches", "bp", "fg-mean:16", "--num_evaluations", "100", "--search_root", str(tmp_path),
+           "--outfile", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out, newline="") as handle:
+        rows = {r["gradient_approach"]: r for r in csv.DictReader(handle)}
+    assert set(rows) == {"bp", "fg-mean"} and all(r["num_evaluations"] == "100" for r in rows.values())
+    assert abs(float(rows["fg-mean"]["lr"]) / 7.68e-3 - 1) <= 0.25, f"E4: {rows['fg-mean']['lr']} vs 7.68e-3"

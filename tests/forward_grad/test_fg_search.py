@@ -53,12 +53,25 @@ def test_pruner_merge_keeps_better_and_unequal_lengths():
     a, b = BaselinePruner(), BaselinePruner()
     a.merge([5.0, 3.0])
     b.merge([9.0, 4.0, 2.0])
-    a_data, b_data = a.data(), b.data()
+    a_data, b_data = list(a.baseline), list(b.baseline)
     a.merge(b_data)
     b.merge(a_data)
-    assert a.data() == b.data() == [9.0, 4.0, 2.0], "spec 7.11: merge keeps the better final loss (commutative)"
+    assert a.baseline == b.baseline == [9.0, 4.0, 2.0], "spec 7.11: merge keeps the better final loss (commutative)"
     b.merge([1.0, 1.0, 1.0, 1.0, 3.0])
-    assert b.data() == [9.0, 4.0, 2.0], "a worse final loss does not replace the baseline"
+    assert b.baseline == [9.0, 4.0, 2.0], "a worse final loss does not replace the baseline"
+
+
+def test_pruner_hands_out_its_baseline_only_after_a_change():
+    """propulate attaches data() to every individual it sends: an unchanged baseline travels as [] (kept small)."""
+    p = BaselinePruner()
+    assert p.data() == []
+    assert _feed(p, [3.0, 2.0, 1.0]) is None
+    assert p.data() == [3.0, 2.0, 1.0]
+    assert p.data() == [], "an unchanged baseline is not sent again"
+    p.merge([9.0, 0.5])
+    assert p.baseline == [9.0, 0.5] and p.data() == [], "an adopted baseline came from another rank"
+    p.merge([])
+    assert p.baseline == [9.0, 0.5], "merging [] is a no-op"
 
 
 class _Ind(dict):
@@ -190,3 +203,15 @@ def test_one_rank_search_finds_derived_lr(tmp_path, n, gradient, k, target):
     res = run_search(cfg)
     ratio = res.best_lr / target
     assert 0.5 <= ratio <= 2.0, f"spec 7.12: best lr {res.best_lr:.4g} not within x/÷2 of {target} (seed 0 fixed)"
+
+
+def test_sweep_grids_cover_the_tables():
+    from forward_grad.lr_search.sweep import grid_cells
+
+    cells = grid_cells("math")
+    assert len(cells) == 264 and len(set(cells)) == 264, "spec 3.5: 3 functions x 11 n x 8 approaches"
+    custom = grid_cells("math_custom_tangents")
+    assert len(custom) == 14 and {c[3] for c in custom if c[2].startswith("frog")} == {"normal"}
+    assert grid_cells("math", ["rosenbrock"], [16], ["frog:16"]) == [("rosenbrock", 16, "frog:16", "normal")]
+    with pytest.raises(ValueError):
+        grid_cells("math", approaches=["adam"])
