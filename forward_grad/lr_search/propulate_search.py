@@ -37,6 +37,11 @@ def build_parser() -> ArgumentParser:
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=nonneg_int, default=0, metavar="INT", help="seed (rng = Random(seed + rank))")
     g.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    name_help = (
+        "run dir <search_root>/<NAME> instead of <search_root>/<task label> (default: the label; a relative path "
+        "without '..'); extract_best only scans label directories (math/..., nns/...)"
+    )
+    g.add_argument("--name", default=None, metavar="NAME", help=name_help)
     sub = parser.add_subparsers(dest="mode", required=True, metavar="{math,nn,extract_best}")
     m = sub.add_parser("math", help="closed-form functions", formatter_class=parser.formatter_class)
     m.add_argument("--function", required=True, choices=["sphere", "rosenbrock", "styblinski-tang"])
@@ -95,6 +100,7 @@ def config_from_args(args):
         search_root=args.search_root,
         log_level=args.log_level,
         no_progress=args.no_progress,
+        name=args.name,
     )
     if args.mode == "math":
         cfg.function, cfg.n = args.function, args.n

@@ -56,6 +56,7 @@ class SearchConfig:
     search_root: str = "results/forward_grad/lr_search"
     log_level: str = "INFO"
     no_progress: bool = False
+    name: str | None = None  # run dir <search_root>/<name> instead of <search_root>/<label>
     # math
     function: str | None = None
     n: int | None = None
@@ -101,6 +102,15 @@ class SearchConfig:
                 raise ValueError(f"unknown --dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         else:
             raise ValueError(f"unknown mode {self.mode!r}")
+        if self.name is not None:
+            parts = Path(self.name).parts
+            if not self.name.strip() or not parts or Path(self.name).is_absolute() or ".." in parts:
+                raise ValueError(f"--name must be a relative path without '..', got {self.name!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        """<search_root>/<name>, or <search_root>/<task label> without a name."""
+        return Path(self.search_root) / (self.name if self.name is not None else task_label(self))
 
     @property
     def approach(self) -> Approach:
@@ -447,7 +457,7 @@ def run_search(cfg: SearchConfig, steps_fn=None) -> SearchResult:
     comm = MPI.COMM_WORLD
     rank, size = comm.rank, comm.size
     label = task_label(cfg)
-    run_dir = Path(cfg.search_root) / label
+    run_dir = cfg.run_dir
     ckpt_dir = run_dir / "checkpoints"
     population = None
     if rank == 0:

@@ -55,6 +55,9 @@ BAD = [
     (propulate_search, "math --function sphere -n 0"),
     (propulate_search, "--limits 0 -1 math --function sphere -n 4"),
     (propulate_search, "math --function ackley -n 4"),
+    (propulate_search, "--name '' math --function sphere -n 4"),
+    (propulate_search, "--name /tmp/abs math --function sphere -n 4"),
+    (propulate_search, "--name a/../../b math --function sphere -n 4"),
     (math_experiments, "--approaches fg-mean:0 --lr 0.1"),
     (math_experiments, "--functions ackley --lr 0.1"),
     (approximation_quality, "--tangent_sampler specific_angle_120"),
@@ -90,6 +93,20 @@ def test_bad_input_is_one_line_exit_2():
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warnings.warn" not in ln]
     assert len(lines) == 1 and "(0, 90]" in lines[0], proc.stderr
+
+
+def test_search_name_sets_run_dir(tmp_path, capsys):
+    root = tmp_path / "search"
+    line = "--num_evaluations 2 --gradient fg-mean -k 2 --name my_run --no_progress math --function sphere -n 4"
+    assert propulate_search.main(["--search_root", str(root), *shlex.split(line)]) == 0
+    run_dir = root / "my_run"
+    assert (run_dir / "config.json").is_file() and (run_dir / "summary.json").is_file()
+    assert not (root / "math").exists(), "with --name the label directory is not created"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["label"] == "math/sphere_n=0004/fg-mean_k=2" and config["name"] == "my_run"
+    assert json.loads((run_dir / "summary.json").read_text())["label"] == config["label"]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"run dir: {run_dir}"
 
 
 def test_requirements_match_base():
