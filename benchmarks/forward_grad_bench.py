@@ -63,11 +63,9 @@ def p2(report, device, reps, tag):
         F.cross_entropy(model(batch[0]), batch[1]).backward()
         opt.step()
 
-    def fg_step():  # tangent pre-sampled into D (its drawing is timed apart below)
+    def fg_step():  # tangent pre-sampled into D (its drawing is timed apart below); g_hat written into .grad
         _, d = fg.weight_jvps(model, batch, D)
-        g = fg.combine(d, D, D)
-        for p, gp in zip(params, torch.split(g, sizes)):
-            p.grad.copy_(gp.view_as(p))
+        fg.write_weight_grads(params, d, D, D)
         opt.step()
 
     D.normal_(generator=gen)

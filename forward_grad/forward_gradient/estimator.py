@@ -164,6 +164,7 @@ class ForwardGradient:
             resample_rank_deficient = self.is_frog and self.sampler.kind == "rademacher" and self.k < 32
         self.resample_rank_deficient = resample_rank_deficient
         self._shape_cache: dict = {}
+        self._flat_buffer: torch.Tensor | None = None  # weight mode: concatenated parameters, reused per step
 
     @property
     def is_frog(self) -> bool:
@@ -242,40 +243,126 @@ class ForwardGradient:
 
     def weight_jvps(self, model, batch, D, loss_fn=None):
         """(L(theta), d) with d_i = D_i . grad_theta L for directions D (K x #params) over the concatenated
-        trainable parameters: one vmap(jvp) of the batch-mean loss, no reverse-mode call. Updates BN statistics."""
+        trainable parameters: one vmap(jvp) of the batch-mean loss, no reverse-mode call. Updates BN statistics.
+
+        No copies of tangents or parameters for K = 1: the primals are the parameters themselves and the tangents
+        alias D's row (`_aliased_lanes`). For K > 1 the primal is the parameter vector in a reused buffer and D's
+        rows are the tangents as they are. No hooks and no aux outputs when the model has no train-mode BatchNorm.
+        """
         loss_fn = loss_fn or F.cross_entropy
         x, y = batch
         named = [(nm, p) for nm, p in model.named_parameters() if p.requires_grad]
-        sizes = [p.numel() for _, p in named]
-        with torch.no_grad():
-            flat = torch.cat([p.reshape(-1) for _, p in named])
-        capture = _BatchNormCapture(model)
+        names = [nm for nm, _ in named]
+        params = [p for _, p in named]
+        lanes = self._aliased_lanes(D, params)
+        if lanes is not None:
+            primals = tuple(p.detach() for p in params)
 
-        def loss_of(theta):
+            def views(*theta):
+                return dict(zip(names, theta))
+
+        else:
+            sizes = [p.numel() for p in params]
+            primals, lanes = (self._flat_parameters(params, sum(sizes)),), (D,)
+
+            def views(theta):
+                return {nm: c.view_as(p) for (nm, p), c in zip(named, torch.split(theta, sizes))}
+
+        capture = _BatchNormCapture(model)
+        jvp_kw = dict(backend=self.jvp_backend, chunk_size=self.jvp_chunk_size)
+        if not capture.layers:  # no train-mode BatchNorm: no hooks, no aux outputs
+
+            def loss_of(*theta):
+                return loss_fn(functional_call(model, views(*theta), (x,)), y)
+
+            with _jvp_friendly_attention():
+                value, d = multi_jvp(loss_of, primals, lanes, **jvp_kw)
+            return value.detach(), d.detach()
+
+        def loss_of_bn(*theta):
             capture.stats.clear()
-            views = {nm: c.view_as(p) for (nm, p), c in zip(named, torch.split(theta, sizes))}
-            out = functional_call(model, views, (x,))
+            out = functional_call(model, views(*theta), (x,))
             return loss_fn(out, y), tuple(capture.stats)
 
         with capture, _jvp_friendly_attention():
-            value, d, stats = multi_jvp(
-                loss_of, flat, D, backend=self.jvp_backend, chunk_size=self.jvp_chunk_size, has_aux=True
-            )
+            value, d, stats = multi_jvp(loss_of_bn, primals, lanes, has_aux=True, **jvp_kw)
             capture.update(stats)
         return value.detach(), d.detach()
 
+    @staticmethod
+    def _aliased_lanes(D: torch.Tensor, params) -> tuple[torch.Tensor, ...] | None:
+        """For one direction (D of shape 1 x n on the CPU): per parameter a (1, *p.shape) tangent over D's memory
+        whose own storage covers just that parameter's columns. Forward AD copies a tangent whose layout (strides,
+        storage offset, storage size) differs from its primal's (a plain view of D would be copied: a fill and a
+        copy of n entries per step); these match a contiguous parameter, so nothing is copied. None when D is not a
+        single dense CPU row (then the flat path runs)."""
+        if D.dim() != 2 or D.shape[0] != 1 or D.device.type != "cpu" or D.stride(-1) != 1 or D.requires_grad:
+            return None
+        if type(D) is not torch.Tensor or any(p.dtype != D.dtype for p in params):
+            return None
+        try:
+            storage, size = D.untyped_storage(), D.element_size()
+        except (RuntimeError, NotImplementedError):  # a transform's wrapper (e.g. under vmap) has no storage
+            return None
+        start = D.storage_offset() * size
+        lanes = []
+        for p in params:
+            m = p.numel()
+            strides, step = [], m
+            for dim in p.shape:
+                step //= max(dim, 1)
+                strides.append(step)
+            view = D.new_empty(0).set_(storage[start : start + m * size], 0, (1, *p.shape), (m, *strides))
+            lanes.append(view)
+            start += m * size
+        return tuple(lanes)
+
+    @torch.no_grad()
+    def _flat_parameters(self, params, n: int) -> torch.Tensor:
+        """The concatenated parameters in a buffer reused across steps (a fresh n-entry tensor per step costs page
+        faults on the CPU); D's rows then have the primal's layout and forward AD uses them without a copy."""
+        dtype, device = params[0].dtype, params[0].device
+        buf = self._flat_buffer
+        if buf is None or buf.numel() != n or buf.dtype != dtype or buf.device != device:
+            buf = self._flat_buffer = torch.empty(n, dtype=dtype, device=device)
+        torch.cat([p.reshape(-1) for p in params], out=buf)
+        return buf
+
+    def write_weight_grads(self, params, d: torch.Tensor, V: torch.Tensor, D: torch.Tensor) -> None:
+        """Write g_hat = combine(d, V, D) into each p.grad (in place; created if None), params in the column order
+        of D. Linear aggregations (mean, sum, mean_times_dim, frog qr; no scaling correction) are computed per
+        parameter straight into .grad with the same operations as `combine`; the others go through `combine`."""
+        grads = []
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.empty_like(p, memory_format=torch.contiguous_format)
+            grads.append(p.grad)
+        sizes = [p.numel() for p in params]
+        qr = self.is_frog and self.frog_mode == "qr"
+        linear = not self.scaling_correction and (qr or self.aggregation in ("mean", "sum", "mean_times_dim"))
+        if not linear or not all(g.is_contiguous() for g in grads):
+            for g, part in zip(grads, torch.split(self.combine(d, V, D), sizes)):
+                g.copy_(part.view_as(g))
+            return
+        k, n = V.shape[-2], V.shape[-1]
+        w = d.reshape(1, -1)
+        for g, rows in zip(grads, torch.split(D if qr else V, sizes, dim=1)):
+            out = g.view(1, -1)
+            if w.shape[1] == 1:  # d_1 v_1: the product the 1 x 1 mm forms, without a gemm call
+                torch.mul(rows, w, out=out)
+            else:
+                torch.mm(w, rows, out=out)  # what d @ V does (unsqueeze, mm), on this parameter's columns
+            if self.aggregation == "mean_times_dim" and not qr:
+                out.mul_(n / k)
+            elif self.aggregation == "mean" and not qr and k != 1:  # x / 1 == x: skip the pass
+                out.div_(k)
+
     def _weight_step(self, model, batch, loss_fn) -> StepResult:
-        named = [p for p in model.parameters() if p.requires_grad]
-        sizes = [p.numel() for p in named]
-        V = self.sample(sum(sizes), named[0].dtype, named[0].device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        V = self.sample(sum(p.numel() for p in params), params[0].dtype, params[0].device)
         D = self.directions(V)
         value, d = self.weight_jvps(model, batch, D, loss_fn)
-        g_hat = self.combine(d, V, D)
-        for p, g in zip(named, torch.split(g_hat, sizes)):
-            if p.grad is None:
-                p.grad = g.view_as(p).clone()
-            else:
-                p.grad.copy_(g.view_as(p))
+        self.write_weight_grads(params, d, V, D)
         return StepResult(float(value), D.shape[0])
 
     def block_shapes(self, model, x) -> list[torch.Size]:

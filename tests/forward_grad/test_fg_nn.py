@@ -49,6 +49,28 @@ def test_weight_mode_jvps_match_oracle(digits_batch):
     assert _rel(d, V @ g) <= 1e-5, f"spec 7.6: weight-mode d != V grad L (rel {_rel(d, V @ g):.2e})"
 
 
+@pytest.mark.parametrize(
+    "name,k,backend", [("fc", 1, "vmap"), ("fc", 3, "loop"), ("resnet18", 1, "vmap")], ids=["k1", "loop", "bn-k1"]
+)
+def test_weight_mode_step_writes_the_estimate(name, k, backend, digits_batch):
+    """K = 1 (tangents alias D's row, no copies), loop lanes, BatchNorm: .grad = V^T (V grad L) / K, in place."""
+    torch.manual_seed(0)
+    model = build_model(name, 1, 8, **(dict(width=16) if name == "fc" else {}))
+    params = list(model.parameters())
+    g = torch.cat([t.reshape(-1) for t in _bp_grads(model, *digits_batch)])
+    V = ForwardGradient(k, "mean", generator=gen(2)).sample(g.numel())
+    fg = ForwardGradient(k, "mean", perturbation_mode="weight", jvp_backend=backend, generator=gen(2))
+    for p in params[::2]:
+        p.grad = torch.full_like(p, 7.0)  # overwritten in place; the others get a fresh .grad
+    kept = [p.grad for p in params[::2]]
+    res = fg.step(model, digits_batch)
+    assert res.jvps == k and abs(res.loss - float(F.cross_entropy(model(digits_batch[0]), digits_batch[1]))) < 1e-4
+    assert all(p.grad is t for p, t in zip(params[::2], kept)), "weight mode: .grad must be written in place"
+    got = torch.cat([p.grad.reshape(-1) for p in params])
+    want = V.T @ (V @ g) / k
+    assert _rel(got, want) <= 1e-4, f"spec 7.6: weight-mode .grad != V^T d / K (rel {_rel(got, want):.2e})"
+
+
 def test_weight_mode_frog_exact_without_reverse_mode(digits_batch, monkeypatch):
     torch.manual_seed(0)
     model = build_model("fc", 1, 2, width=4).double()  # 4*4+4 + 4*4+4 + 4*10+10 = 90 parameters
