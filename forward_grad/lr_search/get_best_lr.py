@@ -23,16 +23,21 @@ def _k(gradient: str, k) -> str:
 
 
 def get_math_lr(function: str, n: int, gradient: str, k: int = 1, sampler: str = "normal", lrs_dir=None) -> float:
-    """LR of lrs/math.csv (custom samplers: math__custom_tangents.csv, falling back to the normal-sampler row)."""
-    tables = ["math__custom_tangents.csv", "math.csv"] if sampler != "normal" else ["math.csv"]
+    """LR of lrs/math.csv or lrs/math__custom_tangents.csv (the custom-tangent grid: ST n=64, K=16/64); a custom
+    sampler without its own row falls back to the normal-sampler row. A missing row is one clear ValueError."""
+    tables = (
+        ["math__custom_tangents.csv", "math.csv"] if sampler != "normal" else ["math.csv", "math__custom_tangents.csv"]
+    )
+    found = []
+    for table in tables:
+        try:
+            found.append(_rows(table, lrs_dir))
+        except FileNotFoundError:
+            continue
+    if not found:
+        raise FileNotFoundError(f"no LR table in {Path(lrs_dir or LRS_DIR)}; run the searches (lrs/README.md)")
     for sampler_try in dict.fromkeys([sampler, "normal"]):
-        for table in tables:
-            try:
-                rows = _rows(table, lrs_dir)
-            except FileNotFoundError:
-                if table == "math.csv":
-                    raise
-                continue
+        for rows in found:
             for row in rows:
                 if (
                     row["function"] == function
