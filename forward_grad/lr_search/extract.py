@@ -73,8 +73,8 @@ def _row(cfg: dict, x: float, loss: float, count: int, total: int, kind: str) ->
 
 def _belongs(task: str, cfg: dict) -> bool:
     sampler = cfg.get("tangent_sampler", "normal")
-    if task == "math":
-        return sampler == "normal"
+    if task == "math":  # the 264-cell grid; frog K=64 (normal) belongs to the custom-tangent table
+        return sampler == "normal" and not (cfg["function"] == "styblinski-tang" and cfg["n"] == 64 and cfg["k"] == 64)
     if task == "math_custom_tangents":
         custom_cell = cfg["function"] == "styblinski-tang" and cfg["n"] == 64 and cfg["k"] in (16, 64)
         return custom_cell and (sampler.startswith("specific_angle") or cfg["gradient"] == "frog")
