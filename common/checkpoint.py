@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.cli import MissingInputError
+
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
@@ -42,7 +44,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load a checkpoint written by :func:`save_checkpoint`; a missing file raises FileNotFoundError."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingInputError(f"checkpoint not found: {path}")
     return torch.load(path, map_location=map_location, weights_only=False)
 
 

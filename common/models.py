@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.cli import UsageError
+
 __all__ = ["get_model", "list_models", "register_model", "ACTIVATIONS", "BertClassifier", "CifarResNet"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -43,23 +45,23 @@ def list_models() -> list[str]:
 def get_model(name: str, **kwargs: Any) -> nn.Module:
     """Build model ``name`` with random weights; unknown names or arguments raise ValueError."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise UsageError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     try:
         return _MODELS[name](**kwargs)
     except TypeError as exc:
-        raise ValueError(f"model {name!r}: {exc}") from None
+        raise UsageError(f"model {name!r}: {exc}") from None
 
 
 def _activation(act: str) -> nn.Module:
     if act not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
+        raise UsageError(f"unknown activation {act!r}; choose one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[act]()
 
 
 def _check_positive(**values: int) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+            raise UsageError(f"{key} must be a positive integer, got {value!r}")
 
 
 @register_model("mlp")
@@ -168,7 +170,7 @@ class CifarResNet(nn.Module):
     def __init__(self, depth: int = 18, width: int = 64, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
         if depth not in self.STAGES:
-            raise ValueError(f"resnet_cifar depth must be 18 or 34, got {depth}")
+            raise UsageError(f"resnet_cifar depth must be 18 or 34, got {depth}")
         _check_positive(width=width, num_classes=num_classes, in_channels=in_channels)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         blocks, c_in = [], width
@@ -219,7 +221,7 @@ def timm_model(model_name: str, **kwargs: Any) -> nn.Module:
     import timm
 
     if model_name not in timm.list_models():
-        raise ValueError(f"unknown timm model {model_name!r}")
+        raise UsageError(f"unknown timm model {model_name!r}")
     kwargs["pretrained"] = False
     return timm.create_model(model_name, **kwargs)
 
@@ -240,7 +242,7 @@ def vit_small(
     from torchvision.models import VisionTransformer
 
     if image_size % patch_size:
-        raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
+        raise UsageError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
     model = VisionTransformer(
         image_size=image_size,
         patch_size=patch_size,

@@ -1,4 +1,8 @@
-"""One plot style for every figure: Agg backend, labelled axes with units, PNGs at 150 dpi."""
+"""One plot style for every figure: labelled axes with units, PNGs at 150 dpi.
+
+No backend is forced here: scripts and tests get Agg from ``MPLBACKEND`` (the Makefile and tests/conftest.py set it,
+and matplotlib falls back to Agg without a display), while a notebook kernel keeps its inline backend.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, UsageError, run_main
 
 __all__ = ["DemoRow", "PAPERS", "collect_rows", "write_report", "main"]
 
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     papers = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(papers) - set(PAPERS))
     if unknown:
-        raise ValueError(f"unknown paper(s) {', '.join(unknown)}; choose from {', '.join(PAPERS)}")
+        raise UsageError(f"unknown paper(s) {', '.join(unknown)}; choose from {', '.join(PAPERS)}")
     out_dir = Path(args.out) if not args.full else Path(args.out).with_name("reproduce")
     start = time.time()
     rows = collect_rows(out_dir, quick=not args.full, papers=papers)

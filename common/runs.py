@@ -18,6 +18,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from common.cli import UsageError
+
 __all__ = ["Run", "open_run", "progress", "is_primary_process", "to_jsonable"]
 
 
@@ -133,7 +135,7 @@ def open_run(
 ) -> Run:
     """Create ``root/paper/experiment/name`` (name: a timestamp when None) and write config.json there."""
     if name is not None and (not name or "/" in name or name in {".", ".."}):
-        raise ValueError(f"invalid run name {name!r}: use a plain folder name")
+        raise UsageError(f"invalid run name {name!r}: use a plain folder name")
     name = name or time.strftime("%Y%m%d-%H%M%S")
     path = Path(root) / paper / experiment / name
     primary = is_primary_process()

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from common.cli import UsageError
+
 __all__ = ["seed_everything", "resolve_device", "set_threads", "default_threads"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
@@ -16,7 +18,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 def seed_everything(seed: int) -> None:
     """Seed python's, numpy's and torch's global generators (all CUDA devices too)."""
     if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -25,7 +27,7 @@ def seed_everything(seed: int) -> None:
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N`` into a torch.device; ``auto`` picks CUDA when it exists.
 
-    Asking for CUDA on a machine without it is a usage error (ValueError), not a silent fallback.
+    Asking for CUDA on a machine without it is a usage error (:class:`common.cli.UsageError`), not a fallback.
     """
     if isinstance(spec, torch.device):
         return spec
@@ -36,9 +38,9 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     if spec == "cuda" or spec.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {spec} requested but CUDA is not available on this machine; use --device cpu")
+            raise UsageError(f"--device {spec} requested but CUDA is not available on this machine; use --device cpu")
         return torch.device(spec)
-    raise ValueError(f"unknown device {spec!r}; choose one of auto, cpu, cuda, cuda:N")
+    raise UsageError(f"unknown device {spec!r}; choose one of auto, cpu, cuda, cuda:N")
 
 
 def default_threads() -> int:
@@ -55,7 +57,7 @@ def default_threads() -> int:
 def set_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads to ``n`` (None or 0: :func:`default_threads`) and return the value used."""
     if n is not None and n < 0:
-        raise ValueError(f"threads must be >= 0, got {n}")
+        raise UsageError(f"threads must be >= 0, got {n}")
     n = n or default_threads()
     torch.set_num_threads(n)
     return n

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.cli import UsageError
 from common.data.registry import DatasetNotFoundError, register_dataset
 
 __all__ = ["GLUE_TASKS", "GLUE_TEXT_FIELDS"]
@@ -40,7 +41,7 @@ def _hf(task: str, split: str, root: Path) -> Any:
         loaded = datasets.load_from_disk(str(local))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise ValueError(f"glue/{task} saved at {local} has no split {split!r}; has {', '.join(loaded)}")
+                raise UsageError(f"glue/{task} saved at {local} has no split {split!r}; has {', '.join(loaded)}")
             return loaded[split]
         return loaded
     try:
@@ -68,9 +69,9 @@ def _tfds(task: str, split: str, root: Path) -> Any:
 @register_dataset("glue", splits=_SPLITS, description="GLUE tasks via HF datasets or TFDS (kw task, backend)")
 def _glue(split: str, root: Path, task: str = "sst2", backend: str = "hf") -> Any:
     if task not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {task!r}; choose one of {', '.join(GLUE_TASKS)}")
+        raise UsageError(f"unknown GLUE task {task!r}; choose one of {', '.join(GLUE_TASKS)}")
     if backend == "hf":
         return _hf(task, split, root)
     if backend == "tfds":
         return _tfds(task, split, root)
-    raise ValueError(f"unknown GLUE backend {backend!r}; choose hf or tfds")
+    raise UsageError(f"unknown GLUE backend {backend!r}; choose hf or tfds")

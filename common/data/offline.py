@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from common.cli import UsageError
 from common.data.registry import register_dataset
 
 __all__ = ["load_mnist5k_arrays", "teacher_student", "powerlaw_spectrum"]
@@ -89,9 +90,9 @@ def teacher_student(
     ``seed`` but the same teacher share the labelling rule. ``label_noise`` replaces that fraction of labels.
     """
     if n_samples <= 0 or in_dim <= 0 or num_classes < 2 or hidden <= 0:
-        raise ValueError("teacher_student needs n_samples, in_dim, hidden > 0 and num_classes >= 2")
+        raise UsageError("teacher_student needs n_samples, in_dim, hidden > 0 and num_classes >= 2")
     if not 0.0 <= label_noise <= 1.0:
-        raise ValueError(f"label_noise must lie in [0, 1], got {label_noise}")
+        raise UsageError(f"label_noise must lie in [0, 1], got {label_noise}")
     t_gen = torch.Generator().manual_seed(seed if teacher_seed is None else teacher_seed)
     w1 = torch.randn(in_dim, hidden, generator=t_gen) / math.sqrt(in_dim)
     w2 = torch.randn(hidden, num_classes, generator=t_gen) / math.sqrt(hidden)
@@ -114,7 +115,7 @@ def _teacher_student(split: str, root: Path, n_samples: int = 1000, seed: int = 
 def powerlaw_spectrum(n: int, nu: float, kappa: float, lambda_min: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Power-law kernel spectrum: lambda_k = lambda_min + (1 - lambda_min) k^-nu, c_k ~ k^-(kappa+1), sum c = 1."""
     if n <= 0 or nu <= 0 or kappa <= -1 or not 0 <= lambda_min < 1:
-        raise ValueError("powerlaw_spectrum needs n > 0, nu > 0, kappa > -1 and 0 <= lambda_min < 1")
+        raise UsageError("powerlaw_spectrum needs n > 0, nu > 0, kappa > -1 and 0 <= lambda_min < 1")
     k = torch.arange(1, n + 1, dtype=torch.float64)
     lam = lambda_min + (1 - lambda_min) * k.pow(-nu)
     c = k.pow(-(kappa + 1))

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from common.cli import MissingInputError, UsageError
+
 __all__ = ["DatasetNotFoundError", "register_dataset", "get_dataset", "list_datasets", "as_tensors", "require_files"]
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingInputError):
     """A dataset's files are missing; the message is one line naming them and how to obtain them."""
 
 
@@ -34,7 +36,7 @@ def register_dataset(
     """Register ``fn(split, root, **kw) -> Dataset`` under ``name`` (re-registering replaces the entry)."""
     default = default_split or splits[0]
     if default not in splits:
-        raise ValueError(f"default split {default!r} not among {tuple(splits)}")
+        raise UsageError(f"default split {default!r} not among {tuple(splits)}")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         _REGISTRY[name] = _Entry(fn, tuple(splits), default, description or (fn.__doc__ or "").strip().split("\n")[0])
@@ -59,11 +61,11 @@ def get_dataset(name: str, split: str | None = None, root: str | Path = "data", 
     Raises ValueError for an unknown name or split and DatasetNotFoundError for missing files.
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+        raise UsageError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     entry = _REGISTRY[name]
     split = split or entry.default_split
     if split not in entry.splits:
-        raise ValueError(f"dataset {name!r} has no split {split!r}; choose one of {', '.join(entry.splits)}")
+        raise UsageError(f"dataset {name!r} has no split {split!r}; choose one of {', '.join(entry.splits)}")
     return entry.builder(split, Path(root), **kwargs)
 
 

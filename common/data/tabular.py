@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from common.cli import UsageError
 from common.data.registry import register_dataset, require_files
 
 __all__ = ["BIKE_DROP", "SGEMM_FEATURES", "SGEMM_RUNS"]
@@ -37,7 +38,7 @@ def _bike_sharing(split: str, root: Path, file: str = "hour") -> TensorDataset:
     import pandas as pd
 
     if file not in ("hour", "day"):
-        raise ValueError(f"bike_sharing file must be 'hour' or 'day', got {file!r}")
+        raise UsageError(f"bike_sharing file must be 'hour' or 'day', got {file!r}")
     # our layout (data/bike_sharing/) or the seed's (data/Bike-Sharing/, from its wget + unzip block)
     folders = [root / "bike_sharing", root / "Bike-Sharing"]
     path = next((f / f"{file}.csv" for f in folders if (f / f"{file}.csv").exists()), folders[0] / f"{file}.csv")
@@ -68,7 +69,7 @@ def _sgemm(split: str, root: Path) -> TensorDataset:
     frame = pd.read_csv(path)
     missing = [c for c in SGEMM_FEATURES + SGEMM_RUNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise UsageError(f"{path}: missing columns {missing}")
     x = frame[list(SGEMM_FEATURES)].to_numpy(np.float32)
     y = frame[list(SGEMM_RUNS)].mean(axis=1).to_numpy(np.float32)
     return TensorDataset(torch.tensor(x), torch.tensor(y))

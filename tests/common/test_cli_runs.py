@@ -12,7 +12,20 @@ import pytest
 import torch
 
 from common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from common.cli import ArgumentParser, UsageError, add_run_args, existing_file, expand_grid, positive_int, run_main
+from common.cli import (
+    ArgumentParser,
+    MissingInputError,
+    UsageError,
+    add_run_args,
+    announce_resume,
+    apply_preset,
+    check_range,
+    device_arg,
+    existing_file,
+    expand_grid,
+    positive_int,
+    run_main,
+)
 from common.runs import open_run
 from common.runtime import resolve_device, seed_everything, set_threads
 
@@ -121,14 +134,115 @@ def test_expand_grid_prod_and_zip() -> None:
         expand_grid({"lr": [0.1]}, "cartesian")
 
 
-def test_run_main_turns_value_error_into_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_main_usage_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     def bad(argv: list[str] | None) -> None:
-        raise ValueError("lr must be positive, got -1\nsecond line is dropped")
+        raise UsageError("lr must be positive, got -1\nsecond line is dropped")
 
     with pytest.raises(SystemExit) as info:
         run_main(bad, [])
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().endswith("error: lr must be positive, got -1")
+
+
+def test_run_main_other_errors_are_internal_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError from inside a library is a bug, not bad input: exit 1, one line naming the traceback log."""
+    monkeypatch.setenv("ERROR_LOG_DIR", str(tmp_path))
+
+    def buggy(argv: list[str] | None) -> None:
+        raise ValueError("shapes (3,) and (4,) do not match")
+
+    with pytest.raises(SystemExit) as info:
+        run_main(buggy, [])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error: ValueError: shapes (3,) and (4,) do not match" in err[0]
+    log = Path(err[0].rsplit("(traceback: ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path and "Traceback" in log.read_text() and "buggy" in log.read_text()
+
+
+def test_missing_input_error_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def missing(argv: list[str] | None) -> None:
+        raise MissingInputError("LR table not found: /nonexistent.csv")
+
+    with pytest.raises(SystemExit) as info:
+        run_main(missing, [])
+    assert info.value.code == 2 and "/nonexistent.csv" in capsys.readouterr().err
+
+
+def test_presets_fill_only_what_the_user_did_not_type() -> None:
+    parser = ArgumentParser(prog="p")
+    parser.add_argument("--epochs", type=positive_int, default=100)
+    parser.add_argument("--numexp", type=positive_int, default=5)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(["--quick", "--epochs", "3"])
+    assert parser.explicit == {"quick", "epochs"}
+    applied = apply_preset(args, {"epochs": 1, "numexp": 1}, parser.explicit)
+    assert (args.epochs, args.numexp, applied) == (3, 1, ["numexp"])
+    args = parser.parse_args(["--epochs=100"])  # typing the default value still counts as typed
+    assert parser.explicit == {"epochs"}
+    with pytest.raises(KeyError):
+        apply_preset(args, {"no_such_flag": 1}, parser.explicit)
+
+
+def test_explicit_sees_subcommand_flags() -> None:
+    parser = ArgumentParser(prog="p")
+    parser.add_argument("--seed", type=int, default=0)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    nn = sub.add_parser("nn")
+    nn.add_argument("--epochs", type=int, default=10)
+    nn.set_defaults(kind="network")
+    args = parser.parse_args(["nn", "--epochs", "10"])
+    assert parser.explicit == {"mode", "epochs"} and args.kind == "network" and args.seed == 0
+
+
+@pytest.mark.parametrize(
+    "value, allowed, ok",
+    [
+        ("cpu", None, "cpu"),
+        ("auto", None, "auto"),
+        ("CPU", None, "cpu"),
+        ("auto", ("cpu",), "cpu"),
+        ("tpu", None, None),
+        ("cuda:x", None, None),
+        ("cuda", ("cpu",), None),
+    ],
+)
+def test_device_arg(value: str, allowed: tuple[str, ...] | None, ok: str | None) -> None:
+    parse = device_arg(allowed)
+    if ok is None:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(value)
+    else:
+        assert parse(value) == ok
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")
+def test_device_arg_rejects_cuda_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = ArgumentParser(prog="p")
+    add_run_args(parser)
+    for spec in ("cuda", "cuda:7"):
+        with pytest.raises(SystemExit) as info:
+            parser.parse_args(["--device", spec])
+        assert info.value.code == 2 and "CUDA is not available" in capsys.readouterr().err
+
+
+def test_check_range_and_announce_resume(capsys: pytest.CaptureFixture[str]) -> None:
+    check_range(1, 1, "--min_lr/--max_lr")
+    with pytest.raises(UsageError, match="--min_lr/--max_lr: expected 2 <= 1"):
+        check_range(2, 1, "--min_lr/--max_lr")
+    with pytest.raises(UsageError):
+        check_range(1, 1, "--lo/--hi", strict=True)
+    assert announce_resume("runs/x/ckpt.pt", "epoch 3") == "resumed from runs/x/ckpt.pt at epoch 3"
+    assert capsys.readouterr().out.strip() == "resumed from runs/x/ckpt.pt at epoch 3"
+
+
+def test_add_run_args_without_tensorboard_and_cpu_only() -> None:
+    parser = ArgumentParser(prog="p")
+    add_run_args(parser, devices=("cpu",), tensorboard=False)
+    args = parser.parse_args([])
+    assert args.device == "cpu" and not hasattr(args, "tensorboard")
 
 
 def test_runtime_seed_device_threads() -> None:
@@ -138,9 +252,9 @@ def test_runtime_seed_device_threads() -> None:
     assert torch.equal(a, torch.rand(3))
     assert resolve_device("cpu").type == "cpu" and resolve_device("auto").type in ("cpu", "cuda")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
+        with pytest.raises(UsageError, match="CUDA is not available"):
             resolve_device("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
+    with pytest.raises(UsageError, match="unknown device"):
         resolve_device("tpu")
     assert set_threads(1) == 1 and torch.get_num_threads() == 1
 
