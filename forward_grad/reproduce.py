@@ -20,6 +20,8 @@ from forward_grad.forward_gradient.theory import (
     sphere_optimal_lr,
 )
 from forward_grad.function_optimization import optimize
+from forward_grad.function_optimization.experiments import STANDARD_APPROACHES
+from forward_grad.function_optimization.optimize import parse_approach
 
 __all__ = ["Check", "e1_grid", "e1_angles", "e2_sphere", "e2_cells", "e2_table", "e3_custom", "e3_table", "e4_search"]
 __all__ += ["e4_table", "e5_fc", "e5_table"]
@@ -209,8 +211,7 @@ def e5_fc(lr_for, approaches=(("bp", 1), ("fg-mean", 1), ("frog", 16)), epochs=1
     return chk
 
 
-MATH_APPROACHES = (("bp", 1), ("fg-mean", 1), ("fg-mean", 2), ("fg-mean", 4), ("fg-mean", 16), ("frog", 2),
-                   ("frog", 4), ("frog", 16))  # fmt: skip
+MATH_APPROACHES = tuple((a.gradient, a.k) for a in map(parse_approach, STANDARD_APPROACHES))  # (grad, K) pairs
 
 
 def _table_lr(grad: str, k: int, function: str, n: int, sampler: str = "normal") -> float:
@@ -238,8 +239,8 @@ def e2_table(seeds=(0, 1, 2, 3, 4), ns=(16, 32, 64, 128, 256, 512, 1024), lr_for
     for agg, ks in (("fg-mean", (1, 2, 4, 16)), ("frog", (2, 4, 16))):
         for k in ks:
             got = gaps[("sphere", n_big, agg, k)]
-            exp = sphere_expected_final(n_big, k, sphere_optimal_lr(n_big, k, "mean" if agg == "fg-mean" else "frog"),
-                                        1000, "mean" if agg == "fg-mean" else "frog")  # fmt: skip
+            rule = "mean" if agg == "fg-mean" else "frog"
+            exp = sphere_expected_final(n_big, k, sphere_optimal_lr(n_big, k, rule), 1000, rule)
             ok = abs(got / exp - 1) <= 0.15 if k <= 4 else exp / 3 <= got <= 3 * exp
             chk.require(ok, f"sphere n={n_big} {agg} K={k}: {got:.4g} vs derived {exp:.4g}")
     chk.require(gaps[("sphere", n_big, "bp", 1)] <= 1e-20, "sphere bp > 1e-20")

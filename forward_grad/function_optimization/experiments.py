@@ -9,11 +9,23 @@ from dataclasses import dataclass
 from forward_grad.forward_gradient.theory import sphere_optimal_lr
 from forward_grad.function_optimization.optimize import optimize, parse_approach
 
-__all__ = ["Cell", "CUSTOM_ANGLES", "standard_cells", "custom_tangent_cells", "run_cell", "summarize", "ALL_FIELDS"]
+__all__ = [
+    "Cell",
+    "CUSTOM_ANGLES",
+    "STANDARD_APPROACHES",
+    "STANDARD_N",
+    "standard_cells",
+    "custom_tangent_cells",
+    "run_cell",
+    "summarize",
+    "ALL_FIELDS",
+]
 
 ALL_FIELDS = ["function", "n", "approach", "k", "sampler", "seed", "lr", "final_f", "best_f", "final_minus_fstar"]
 ALL_FIELDS += ["steps", "stop_reason", "degenerate", "seconds"]
 CUSTOM_ANGLES = (15, 30, 45, 60, 75, 90)
+STANDARD_APPROACHES = ("bp", "fg-mean:1", "fg-mean:2", "fg-mean:4", "fg-mean:16", "frog:2", "frog:4", "frog:16")
+STANDARD_N = tuple(2**i for i in range(11))  # 1 ... 1024: the grid of sec. 4.2 and lrs/math.csv
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from pathlib import Path
 from common.cli import ArgumentParser, add_run_args, nonneg_int, positive_int, run_main
 from common.runs import open_run, progress
 from common.runtime import set_threads
-
-DEFAULT_APPROACHES = ["bp", "fg-mean:1", "fg-mean:2", "fg-mean:4", "fg-mean:16", "frog:2", "frog:4", "frog:16"]
-DEFAULT_N = [2**i for i in range(11)]
+from forward_grad.function_optimization.experiments import STANDARD_APPROACHES, STANDARD_N
+from forward_grad.function_optimization.optimize import MATH_BACKENDS
 
 
 def build_parser() -> ArgumentParser:
@@ -25,8 +24,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--experiment", default="standard", choices=["standard", "custom_tangents"],
                    help="standard grid (sec. 4.2) or custom tangents: ST n=64, K 16/64, angles (sec. 4.3)")  # fmt: skip
     g.add_argument("--functions", nargs="+", default=["sphere", "rosenbrock", "styblinski-tang"], metavar="FN")
-    g.add_argument("--n", nargs="+", type=positive_int, default=DEFAULT_N, metavar="N", help="dimensions")
-    g.add_argument("--approaches", nargs="+", default=DEFAULT_APPROACHES, metavar="A",
+    g.add_argument("--n", nargs="+", type=positive_int, default=list(STANDARD_N), metavar="N", help="dimensions")
+    g.add_argument("--approaches", nargs="+", default=list(STANDARD_APPROACHES), metavar="A",
                    help="bp, fg-mean:K, frog:K or fg:K:<aggregation>")  # fmt: skip
     g.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2, 3, 4], metavar="S")
     g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="sampler of spec 3.1")
@@ -40,7 +39,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--early_stopping_patience", type=nonneg_int, default=50, metavar="INT", help="steps")
     g.add_argument("--dtype", default=None, choices=["float32", "float64"],
                    help="default float32 (custom_tangents: float64)")  # fmt: skip
-    g.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],
+    g.add_argument("--jvp_backend", default="analytic", choices=list(MATH_BACKENDS),
                    help="analytic: d = V grad f, closed-form gradient; vmap/loop: torch.func forward mode")  # fmt: skip
     g.add_argument("--jobs", type=positive_int, default=1, metavar="INT", help="worker processes")
     g.add_argument("--history_every", type=nonneg_int, default=10, metavar="INT", help="0: no history")

@@ -49,7 +49,7 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--early_stopping_patience", type=nonneg_int, default=100, metavar="INT", help="steps")
     m.add_argument("--max_steps", type=positive_int, default=None, metavar="INT", help="default: per function")
     m.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    m.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],
+    m.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],  # optimize.MATH_BACKENDS
                    help="analytic: d = V grad f from the closed-form gradient; vmap/loop: torch.func")  # fmt: skip
     m.add_argument("--device", default="cpu", metavar="DEV", help="math runs on the CPU")
     n = sub.add_parser("nn", help="neural-network training", formatter_class=parser.formatter_class)

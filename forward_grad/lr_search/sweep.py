@@ -16,11 +16,8 @@ import time
 from collections.abc import Sequence
 
 from common.cli import ArgumentParser, UsageError, nonneg_int, positive_int, run_main
+from forward_grad.function_optimization.experiments import CUSTOM_ANGLES, STANDARD_APPROACHES, STANDARD_N
 from forward_grad.function_optimization.optimize import MATH_BACKENDS, parse_approach
-
-MATH_APPROACHES = ["bp", "fg-mean:1", "fg-mean:2", "fg-mean:4", "fg-mean:16", "frog:2", "frog:4", "frog:16"]
-MATH_N = [2**i for i in range(11)]
-CUSTOM_ANGLES = [15, 30, 45, 60, 75, 90]
 
 
 def grid_cells(grid: str, functions=None, ns=None, approaches=None) -> list[tuple[str, int, str, str]]:
@@ -31,11 +28,11 @@ def grid_cells(grid: str, functions=None, ns=None, approaches=None) -> list[tupl
             cells += [("styblinski-tang", 64, f"fg-mean:{k}", f"specific_angle_{a}") for a in CUSTOM_ANGLES]
             cells.append(("styblinski-tang", 64, f"frog:{k}", "normal"))
         return cells
-    approaches = approaches or MATH_APPROACHES
+    approaches = approaches or STANDARD_APPROACHES
     for a in approaches:
         parse_approach(a)
     fns = functions or ["sphere", "styblinski-tang", "rosenbrock"]
-    return [(f, n, a, "normal") for f in fns for n in sorted(ns or MATH_N, reverse=True) for a in approaches]
+    return [(f, n, a, "normal") for f in fns for n in sorted(ns or STANDARD_N, reverse=True) for a in approaches]
 
 
 def build_parser() -> ArgumentParser:
