@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
+from common.cli import MissingInputError, UsageError
 from common.models import get_model
 from line_search.harness.data import TaskData
 
@@ -18,9 +19,9 @@ def build_model(name: str, task: TaskData, hidden: int = 128, model_path: str = 
     name = name.lower()
     k = task.num_classes
     if task.kind == "nlp" and name not in ("bert_tiny", "bert"):
-        raise ValueError(f"model {name!r} does not take token sequences; use bert_tiny or bert")
+        raise UsageError(f"model {name!r} does not take token sequences; use bert_tiny or bert")
     if task.kind == "img" and name in ("bert_tiny", "bert"):
-        raise ValueError(f"model {name!r} does not take images; use mlp, cnn, resnet34 or resnet50")
+        raise UsageError(f"model {name!r} does not take images; use mlp, cnn, resnet34 or resnet50")
     if name == "mlp":
         return get_model("mlp", in_features=math.prod(task.in_shape), hidden=(hidden, hidden), num_classes=k)
     c, size = task.in_shape[0], task.in_shape[-1]
@@ -36,7 +37,7 @@ def build_model(name: str, task: TaskData, hidden: int = 128, model_path: str = 
         if not model_path:
             return get_model("bert", num_labels=k)
         return _pretrained_bert(model_path, k)
-    raise ValueError(f"unknown model {name!r}")
+    raise UsageError(f"unknown model {name!r}")
 
 
 def _pretrained_bert(model_path: str, num_labels: int) -> nn.Module:
@@ -45,7 +46,7 @@ def _pretrained_bert(model_path: str, num_labels: int) -> nn.Module:
 
     path = Path(model_path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"BERT weights not found: {path}/config.json; save bert-base-uncased there with "
             "BertModel.from_pretrained('bert-base-uncased').save_pretrained(path) (and its tokenizer)"
         )

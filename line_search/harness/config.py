@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from common.cli import UsageError
+from common.cli import MissingInputError, UsageError
 from line_search.harness.data import IMG_DATASETS, NLP_DATASETS
 from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
 
@@ -71,7 +71,7 @@ def read_config(path: str | Path) -> tuple[dict[str, Any], str]:
     """Read an INI ([DEFAULT]) or JSON (flat or {"DEFAULT": {...}}) config; returns (raw dict, text)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingInputError(f"config file not found: {path}")
     text = path.read_text()
     stripped = text.lstrip()
     if stripped.startswith("{"):

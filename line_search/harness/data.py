@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from common.cli import UsageError
 from common.data import as_tensors, get_dataset, register_dataset
 
 __all__ = ["TaskData", "synthetic_order", "load_task", "IMG_DATASETS", "NLP_DATASETS", "GLUE_TASKS"]
@@ -93,7 +94,7 @@ def load_task(
     elif name in GLUE_TASKS:
         data = _glue(name, root, max_len, tokenizer)
     else:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(IMG_DATASETS + NLP_DATASETS)}")
+        raise UsageError(f"unknown dataset {dataset!r}; choose from {', '.join(IMG_DATASETS + NLP_DATASETS)}")
     data.train, data.test = _subset(data.train, n_train), _subset(data.test, n_test)
     return data
 
@@ -126,7 +127,7 @@ def _imagenet(root) -> TaskData:
 def _glue(task: str, root, max_len: int, tokenizer) -> TaskData:
     """GLUE task tokenised to (input_ids, attention_mask, label) tensors; MNLI evaluates on validation_matched."""
     if tokenizer is None:
-        raise ValueError(f"GLUE task {task!r} needs a tokenizer: pass --model_path with bert-base-uncased files")
+        raise UsageError(f"GLUE task {task!r} needs a tokenizer: pass --model_path with bert-base-uncased files")
     keys = {"sst2": ("sentence", None), "qnli": ("question", "sentence"), "mnli": ("premise", "hypothesis")}
     keys["mrpc"] = ("sentence1", "sentence2")
     a, b = keys[task]
