@@ -4,25 +4,190 @@ A paper registers its rows by providing ``<paper>/demo.py`` with
 ``demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]``. ``python -m common.report`` (``make demo``)
 runs every paper's rows (``--full`` for ``make reproduce``) and assembles the table; a paper without demo.py, or
 whose demo fails, gets a row that says so rather than stopping the others.
+
+Cached results (stamps)
+-----------------------
+A demo row may reuse a result computed earlier (for example by ``make reproduce``) only when it carries a stamp
+that matches the current configuration and the current code of the paper. The stamp is built by
+:func:`stamp` from the paper name and the *full* configuration that produced the result (every argument that
+changes the numbers: argv list, preset, seeds, sizes); it holds the sha256 of the canonical JSON of that
+configuration, a code version (sha256 over the contents of every ``.py`` file of the paper folder, sorted by
+path), the git commit (provenance only) and the date. The rules for demo rows:
+
+1. After computing a result, write it with ``write_stamped(<run_dir>/stamped_summary.json, summary, st)``.
+2. To reuse one, call ``read_stamped(path, st)`` with a stamp built from the configuration the row would run now.
+   It returns ``(summary, provenance)`` or ``None`` when the file is missing, unreadable, unstamped (a bare
+   ``summary.json``), or its configuration or code version differs. Never read a bare ``summary.json`` for a row.
+3. On ``None`` the row recomputes (or says "not run"); on a hit the row's figure says
+   ``cached_note(provenance)``, e.g. "cached from 2026-12-06, 3f22a53".
+
+:func:`load_or_compute` does 1-3 in one call.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import importlib
+import json
 import os
+import subprocess
+import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common.cli import ArgumentParser, UsageError, run_main
 
-__all__ = ["DemoRow", "PAPERS", "collect_rows", "write_report", "main"]
+__all__ = [
+    "DemoRow",
+    "PAPERS",
+    "REPO_ROOT",
+    "cached_note",
+    "code_version",
+    "collect_rows",
+    "config_digest",
+    "load_or_compute",
+    "main",
+    "read_stamped",
+    "stamp",
+    "write_report",
+    "write_stamped",
+]
 
 PAPERS = ("forward_grad", "hp_scaling", "line_search", "sgd_genfunc", "autowu")
 VERDICTS = ("yes", "no", "partial", "not implemented", "error")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAMP_KEYS = ("paper", "config_sha256", "code_sha256")  # what must match; commit and date are provenance only
+
+
+def config_digest(config: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces; Paths and other objects as str)."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def code_version(dirs: Iterable[str | Path], root: str | Path = REPO_ROOT) -> str:
+    """sha256 over every ``.py`` file under ``root/<dir>`` for each dir: relative path and contents, sorted by path.
+
+    ``__pycache__`` is ignored; editing, adding, removing or renaming a source file changes the digest.
+    """
+    root = Path(root)
+    files: list[Path] = []
+    for d in dirs:
+        files.extend(f for f in (root / d).rglob("*.py") if "__pycache__" not in f.parts and f.is_file())
+    digest = hashlib.sha256()
+    for f in sorted(set(files), key=lambda f: f.relative_to(root).as_posix()):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _git_commit(root: Path) -> str:
+    """Short commit of ``root`` with a ``+dirty`` suffix when tracked files differ; "unknown" without git."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def stamp(
+    paper: str, config: Mapping[str, Any], code_dirs: Sequence[str] | None = None, root: str | Path = REPO_ROOT
+) -> dict[str, Any]:
+    """The stamp of a result computed now by ``paper`` with ``config`` (see "Cached results" above).
+
+    ``code_dirs`` (default: the paper folder alone) lists the folders whose ``.py`` files make up the code version;
+    add ``"common"`` when the result depends on common/ code that may change. Returns a JSON-ready dict with
+    ``paper``, ``config_sha256``, ``code_sha256`` (compared by :func:`read_stamped`), ``commit`` and ``date``
+    (ISO 8601, UTC; provenance only) and ``config`` (kept for readers of the file).
+    """
+    dirs = list(code_dirs) if code_dirs is not None else [paper]
+    return {
+        "paper": paper,
+        "config_sha256": config_digest(config),
+        "code_sha256": code_version(dirs, root),
+        "code_dirs": dirs,
+        "commit": _git_commit(Path(root)),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
+    }
+
+
+def write_stamped(path: str | Path, summary: Mapping[str, Any], stamp: Mapping[str, Any]) -> Path:
+    """Write ``{"stamp": stamp, "summary": summary}`` to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"stamp": dict(stamp), "summary": dict(summary)}, indent=2, default=str)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_stamped(path: str | Path, stamp: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """``(summary, provenance)`` from a file written by :func:`write_stamped` whose stamp matches ``stamp``.
+
+    ``None`` when the file is missing or unreadable, carries no stamp (e.g. a plain summary.json), or its paper,
+    configuration digest or code version differ from ``stamp``. ``provenance`` is the stored stamp (commit, date).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("stamp"), dict)
+        or not isinstance(data.get("summary"), dict)
+    ):
+        return None
+    stored = data["stamp"]
+    if any(stored.get(key) is None or stored.get(key) != stamp.get(key) for key in STAMP_KEYS):
+        return None
+    return data["summary"], stored
+
+
+def cached_note(provenance: Mapping[str, Any]) -> str:
+    """The text a row shows for a cached result: ``cached from <YYYY-MM-DD>, <commit>``."""
+    date = str(provenance.get("date", "unknown date"))[:10]
+    return f"cached from {date}, {provenance.get('commit', 'unknown commit')}"
+
+
+def load_or_compute(
+    path: str | Path, stamp: Mapping[str, Any], compute: Callable[[], Mapping[str, Any]], allow_compute: bool = True
+) -> tuple[dict[str, Any] | None, str]:
+    """A matching cached summary at ``path``, else ``compute()`` written there with ``stamp``.
+
+    Returns ``(summary, note)``: note is :func:`cached_note` for a cache hit, ``"computed now"`` after computing,
+    and ``(None, "not run (...)")`` when nothing matches and ``allow_compute`` is False.
+    """
+    hit = read_stamped(path, stamp)
+    if hit is not None:
+        return hit[0], cached_note(hit[1])
+    if not allow_compute:
+        return None, "not run (no cached result for this configuration and code)"
+    summary = dict(compute())
+    write_stamped(path, summary, stamp)
+    return summary, "computed now"
 
 
 @dataclass
