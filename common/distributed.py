@@ -45,10 +45,11 @@ def torchrun_env() -> DistEnv:
     )
 
 
-def init_distributed(device: str | torch.device = "cpu") -> DistEnv:
+def init_distributed(device: str | torch.device = "cpu", backend: str | None = None) -> DistEnv:
     """Join the torchrun process group (nccl for CUDA devices, gloo otherwise); no-op for world size 1.
 
-    On CUDA each process takes ``cuda:LOCAL_RANK``.
+    On CUDA each process takes ``cuda:LOCAL_RANK``. ``backend`` ("nccl" or "gloo") overrides the automatic choice;
+    gloo on CUDA devices is legitimate (collectives then run on CPU tensors or through gloo's CUDA support).
     """
     env = torchrun_env()
     if not env.distributed or dist.is_initialized():
@@ -56,7 +57,9 @@ def init_distributed(device: str | torch.device = "cpu") -> DistEnv:
     is_cuda = torch.device(device).type == "cuda"
     if is_cuda:
         torch.cuda.set_device(env.local_rank)
-    dist.init_process_group(backend="nccl" if is_cuda else "gloo", rank=env.rank, world_size=env.world_size)
+    if backend is None:
+        backend = "nccl" if is_cuda else "gloo"
+    dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
     return env
 
 
