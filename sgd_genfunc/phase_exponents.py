@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from common.cli import add_run_args, nonneg_int, positive_int, run_main
+from common.cli import UsageError, add_run_args, nonneg_int, positive_int, run_main
 from sgd_genfunc import scripting as S
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import (
@@ -67,7 +67,7 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     if args.N < 2 or args.nu <= 0 or any(k <= 0 for k in args.kappa) or args.lr < 0:
-        raise ValueError("need --N >= 2, --nu > 0, --kappa > 0 and --lr >= 0")
+        raise UsageError("need --N >= 2, --nu > 0, --kappa > 0 and --lr >= 0")
     g = gamma(args.N, args.batch_size)
     t0 = time.time()
     args.resume = False

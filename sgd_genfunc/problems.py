@@ -18,6 +18,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from common.cli import UsageError
+from common.data import DatasetNotFoundError, as_tensors, get_dataset, register_dataset
+from sgd_genfunc import sources  # noqa: F401 - registers olivetti_faces in common.data
 from sgd_genfunc.ntk import NTKTwoLayerMLP, ntk_mlp1, ntk_relu_infinite
 
 IMAGE_SETS = ("mnist", "cifar10", "digits", "mnist5k", "olivetti_faces")
@@ -74,7 +77,7 @@ class PowerLawFit(NamedTuple):
 def _check_N(N: int) -> int:
     N = int(N)
     if N < 2:
-        raise ValueError(f"N must be >= 2, got {N}")
+        raise UsageError(f"N must be >= 2, got {N}")
     return N
 
 
@@ -82,9 +85,9 @@ def power_law_spectrum(N: int, nu: float, lambda_min: float = 0.0) -> torch.Tens
     """lambda_k = lambda_min + (1 - lambda_min) k^-nu, k = 1..N (E13)."""
     N = _check_N(N)
     if nu <= 0:
-        raise ValueError(f"nu must be > 0, got {nu}")
+        raise UsageError(f"nu must be > 0, got {nu}")
     if not 0.0 <= lambda_min < 1.0:
-        raise ValueError(f"lambda_min must lie in [0, 1), got {lambda_min}")
+        raise UsageError(f"lambda_min must lie in [0, 1), got {lambda_min}")
     k = torch.arange(1, N + 1, dtype=torch.float64)
     return lambda_min + (1.0 - lambda_min) * k**-nu
 
@@ -93,9 +96,9 @@ def power_law_coefficients(N: int, kappa: float, kappa_clamp: int = 0) -> torch.
     """c_k proportional to k^-(kappa+1) (or 1 for k <= kappa_clamp and (k - kappa_clamp)^-(kappa+1) beyond), sum 1."""
     N = _check_N(N)
     if kappa <= 0:
-        raise ValueError(f"kappa must be > 0, got {kappa}")
+        raise UsageError(f"kappa must be > 0, got {kappa}")
     if kappa_clamp < 0:
-        raise ValueError(f"kappa_clamp must be >= 0, got {kappa_clamp}")
+        raise UsageError(f"kappa_clamp must be >= 0, got {kappa_clamp}")
     k = torch.arange(1, N + 1, dtype=torch.float64)
     shifted = torch.clamp(k - kappa_clamp, min=1.0)
     c = shifted ** -(kappa + 1.0)
@@ -105,7 +108,7 @@ def power_law_coefficients(N: int, kappa: float, kappa_clamp: int = 0) -> torch.
 def hadamard_basis(N: int) -> torch.Tensor:
     """Walsh-Hadamard matrix / sqrt(N) (orthogonal, every entry squared = 1/N); N a power of 2."""
     if N < 1 or N & (N - 1):
-        raise ValueError(f"basis 'hadamard' needs N a power of 2, got {N}")
+        raise UsageError(f"basis 'hadamard' needs N a power of 2, got {N}")
     H = torch.ones(1, 1, dtype=torch.float64)
     while H.shape[0] < N:
         H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
@@ -137,11 +140,27 @@ def synthetic_problem(
     elif basis == "hadamard":
         U = hadamard_basis(N)
     else:
-        raise ValueError(f"basis must be 'orthogonal' or 'hadamard', got {basis!r}")
+        raise UsageError(f"basis must be 'orthogonal' or 'hadamard', got {basis!r}")
     K = (U * lam[None, :]) @ U.T
     K = 0.5 * (K + K.T)
     d0 = U @ torch.sqrt(c)
     return KernelProblem(K, d0, lam, U, c, 1.0, None, None, None)
+
+
+@register_dataset("powerlaw", splits=("all",), description="synthetic power-law kernel problem (E13) of sgd_genfunc")
+def _powerlaw_dataset(
+    split: str,
+    root: Path,
+    N: int = 1000,
+    nu: float = 1.5,
+    kappa: float = 1.0,
+    lambda_min: float = 0.0,
+    kappa_clamp: int = 0,
+    basis: str = "orthogonal",
+    seed: int = 0,
+) -> KernelProblem:
+    """common.data entry `powerlaw`: a `KernelProblem` (kernel work needs the matrix, not samples)."""
+    return synthetic_problem(N, nu, kappa, lambda_min, kappa_clamp, basis, seed)
 
 
 def spectral_data(K, d0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
@@ -162,9 +181,6 @@ def spectral_data(K, d0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, floa
 
 
 def _load(name: str, root: Path):
-    import sgd_genfunc.sources  # noqa: F401 - registers olivetti_faces and powerlaw
-    from common.data import DatasetNotFoundError, as_tensors, get_dataset
-
     try:
         split = "train" if name in ("mnist", "cifar10") else None
         X, y = as_tensors(get_dataset(name, split, root=root))
@@ -186,13 +202,13 @@ def regression_data(name: str, N: int, root="data", seed: int = 42, n_val: int =
     from sklearn.model_selection import train_test_split
 
     if name not in REAL_DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(REAL_DATASETS)}")
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(REAL_DATASETS)}")
     N = _check_N(N)
     X, y = _load(name, Path(root))
     X = X.reshape(X.shape[0], -1).double()
     n_total = X.shape[0]
     if N > n_total:
-        raise ValueError(f"N={N} exceeds the size of dataset {name!r} ({n_total})")
+        raise UsageError(f"N={N} exceeds the size of dataset {name!r} ({n_total})")
     is_class = name in IMAGE_SETS
     idx = np.arange(n_total)
     if N < n_total:
@@ -235,7 +251,7 @@ def real_problem(
     """Kernel problem on real data: `infinite` uses `ntk_relu_infinite` with d0 = -y; `mlp` the closed-form NTK of an
     `NTKTwoLayerMLP` initialized with torch.manual_seed(seed), with d0 = f_0(X) - y."""
     if ntk_model not in ("infinite", "mlp"):
-        raise ValueError(f"ntk_model must be 'infinite' or 'mlp', got {ntk_model!r}")
+        raise UsageError(f"ntk_model must be 'infinite' or 'mlp', got {ntk_model!r}")
     data = regression_data(name, N, root, seed)
     model = None
     if ntk_model == "infinite":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from common.cli import add_run_args, csv_list, run_main
+from common.cli import UsageError, add_run_args, csv_list, run_main
 from sgd_genfunc import scripting as S
 from sgd_genfunc.plots import plot
 from sgd_genfunc.reproduction import ALL, run
@@ -45,7 +45,7 @@ def main(argv=None):
     rows = args.only or (list(DEMO_ROWS) if args.quick else list(ALL))
     unknown = [r for r in rows if r not in ALL]
     if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose from {', '.join(ALL)}")
+        raise UsageError(f"unknown rows {unknown}; choose from {', '.join(ALL)}")
     args.resume, args.out = False, args.out
     run_dir = S.open_script_run("reproduce", args)
     t0 = time.time()

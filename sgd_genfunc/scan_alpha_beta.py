@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from common.cli import add_run_args, nonneg_int, positive_float, positive_int, run_main
+from common.cli import UsageError, add_run_args, nonneg_int, positive_float, positive_int, run_main
 from sgd_genfunc import scripting as S
 from sgd_genfunc.reproduction import Reproduction
 from sgd_genfunc.theory import critical_alpha, gamma, sd_run
@@ -45,9 +45,9 @@ def main(argv=None):
 
     args = build_parser().parse_args(argv)
     if args.N < 2:
-        raise ValueError(f"--N must be >= 2, got {args.N}")
+        raise UsageError(f"--N must be >= 2, got {args.N}")
     if args.nu <= 0 or args.kappa <= 0:
-        raise ValueError(f"--nu and --kappa must be > 0, got {args.nu}, {args.kappa}")
+        raise UsageError(f"--nu and --kappa must be > 0, got {args.nu}, {args.kappa}")
     gs = [gamma(args.N, b) for b in args.batch_size]
     t0 = time.time()
     args.resume = False

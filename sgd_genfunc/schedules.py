@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from common.cli import UsageError
+
 
 class constant:  # noqa: N801 - reads as a function in configs: constant(0.5)
     """A schedule that returns v at every step."""
@@ -28,9 +30,9 @@ class JacobiScheduleA:
 
     def __init__(self, lr: float, a: float = 1.0, b: float = 1.0):
         if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
+            raise UsageError(f"lr must be >= 0, got {lr}")
         if a <= -1 or b <= -1:
-            raise ValueError(f"Jacobi parameters need a > -1 and b > -1, got a={a}, b={b}")
+            raise UsageError(f"Jacobi parameters need a > -1 and b > -1, got a={a}, b={b}")
         self.lr, self.a, self.b = float(lr), float(a), float(b)
 
     def __call__(self, n: int) -> float:
@@ -43,7 +45,7 @@ class JacobiScheduleB:
 
     def __init__(self, a: float = 1.0, b: float = 1.0):
         if a <= -1 or b <= -1:
-            raise ValueError(f"Jacobi parameters need a > -1 and b > -1, got a={a}, b={b}")
+            raise UsageError(f"Jacobi parameters need a > -1 and b > -1, got a={a}, b={b}")
         self.a, self.b = float(a), float(b)
 
     def __call__(self, n: int) -> float:

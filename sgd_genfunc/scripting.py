@@ -15,7 +15,15 @@ import numpy as np
 import torch
 
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.cli import ArgumentParser, add_run_args, expand_grid, nonneg_int, positive_int
+from common.cli import (
+    ArgumentParser,
+    MissingInputError,
+    UsageError,
+    add_run_args,
+    expand_grid,
+    nonneg_int,
+    positive_int,
+)
 from common.runs import Run, open_run
 from common.runtime import resolve_device, seed_everything, set_threads
 
@@ -86,20 +94,20 @@ def add_tracking_args(parser: ArgumentParser) -> None:
 def setup(args) -> torch.device:
     """Validate the shared flags, set threads and seeds; returns the device."""
     if args.N < 2:
-        raise ValueError(f"--N must be >= 2, got {args.N}")
+        raise UsageError(f"--N must be >= 2, got {args.N}")
     for lr in args.lr:
         if lr < 0 or not math.isfinite(lr):
-            raise ValueError(f"--lr must be >= 0, got {lr}")
+            raise UsageError(f"--lr must be >= 0, got {lr}")
     for b in args.batch_size:
         if b < 1 or (b > args.N and not args.replacement):
-            raise ValueError(f"--batch_size must lie in [1, N={args.N}], got {b}")
+            raise UsageError(f"--batch_size must lie in [1, N={args.N}], got {b}")
     dataset = getattr(args, "dataset", None)
     if dataset is not None and dataset not in args._datasets:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(args._datasets)}")
+        raise UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(args._datasets)}")
     if getattr(args, "nu", 1.0) <= 0:
-        raise ValueError(f"--nu must be > 0, got {args.nu}")
+        raise UsageError(f"--nu must be > 0, got {args.nu}")
     if getattr(args, "kappa", 1.0) <= 0:
-        raise ValueError(f"--kappa must be > 0, got {args.kappa}")
+        raise UsageError(f"--kappa must be > 0, got {args.kappa}")
     set_threads(args.workers or None)
     seed_everything(args.seed)
     return resolve_device(args.device)
@@ -124,7 +132,7 @@ def build_problem(args, device=None):
 
     if getattr(args, "from_saved", False):
         if not args.data_path or not Path(args.data_path).is_file():
-            raise FileNotFoundError(f"--from_saved needs an existing --data_path, got {args.data_path!r}")
+            raise MissingInputError(f"--from_saved needs an existing --data_path, got {args.data_path!r}")
         saved = torch.load(args.data_path, map_location="cpu", weights_only=False)
         K, y = torch.as_tensor(saved["NTK_train_train"]).double(), torch.as_tensor(saved["target_train_train"])
         lam, U, c, lm = spectral_data(K, -y.double().reshape(-1))

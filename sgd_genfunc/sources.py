@@ -1,4 +1,8 @@
-"""Datasets this paper registers in common.data (spec 5): `powerlaw` and `olivetti_faces`."""
+"""The real dataset this paper adds to common.data: `olivetti_faces` (sklearn cache under --data_root, offline).
+
+The synthetic `powerlaw` entry is registered by `sgd_genfunc.problems` next to `synthetic_problem`, so the import
+goes one way only (problems -> sources); this module imports nothing from the paper.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,6 @@ import torch
 from torch.utils.data import TensorDataset
 
 from common.data import DatasetNotFoundError, register_dataset
-
-
-@register_dataset("powerlaw", splits=("all",), description="synthetic power-law kernel problem (E13) of sgd_genfunc")
-def _powerlaw(
-    split: str,
-    root: Path,
-    N: int = 1000,
-    nu: float = 1.5,
-    kappa: float = 1.0,
-    lambda_min: float = 0.0,
-    kappa_clamp: int = 0,
-    basis: str = "orthogonal",
-    seed: int = 0,
-):
-    """Returns a `sgd_genfunc.problems.KernelProblem` (kernel work needs the matrix, not samples)."""
-    from sgd_genfunc.problems import synthetic_problem
-
-    return synthetic_problem(N, nu, kappa, lambda_min, kappa_clamp, basis, seed)
 
 
 @register_dataset("olivetti_faces", splits=("all",), description="Olivetti faces (sklearn cache), 400 x 1 x 64 x 64")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import positive_float, positive_int, run_main
+from common.cli import UsageError, positive_float, positive_int, run_main
 from common.runs import progress
 from sgd_genfunc import scripting as S
 from sgd_genfunc.ntk import NTKTwoLayerMLP, empirical_ntk, lr_scale, ntk_mlp1
@@ -60,7 +60,7 @@ def build_model(args, X):
     if args.model == "mlp":
         return NTKTwoLayerMLP(X.shape[1], args.hidden_dim).double()
     if args.dataset not in IMAGE_SHAPES:
-        raise ValueError(f"--model {args.model} needs an image dataset, got {args.dataset!r}")
+        raise UsageError(f"--model {args.model} needs an image dataset, got {args.dataset!r}")
     from common.models import get_model
 
     ch, h, _ = IMAGE_SHAPES[args.dataset]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli import add_run_args, nonneg_int, positive_int, run_main
+from common.cli import MissingInputError, UsageError, add_run_args, nonneg_int, positive_int, run_main
 from sgd_genfunc import scripting as S
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import gamma, sd_run
@@ -39,7 +39,7 @@ def load_hparams(path: str) -> dict[tuple[float, float], float]:
     """Read {(nu, kappa): alpha} from .pkl or {"nu,kappa": alpha} from .json; ValueError if malformed."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"--hparam_dict_path not found: {path}")
+        raise MissingInputError(f"--hparam_dict_path not found: {path}")
     try:
         if p.suffix == ".json":
             raw = json.loads(p.read_text())
@@ -49,9 +49,9 @@ def load_hparams(path: str) -> dict[tuple[float, float], float]:
                 raw = pickle.load(fh)
             out = {(float(k[0]), float(k[1])): float(v) for k, v in raw.items()}
     except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise ValueError(f"malformed --hparam_dict_path {path}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"malformed --hparam_dict_path {path}: {type(exc).__name__}: {exc}") from None
     if not out or any(len(k) != 2 for k in out):
-        raise ValueError(f"malformed --hparam_dict_path {path}: need a non-empty {{(nu, kappa): alpha}} mapping")
+        raise UsageError(f"malformed --hparam_dict_path {path}: need a non-empty {{(nu, kappa): alpha}} mapping")
     return out
 
 
@@ -59,7 +59,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     hp = load_hparams(args.hparam_dict_path)
     if args.N < 2:
-        raise ValueError(f"--N must be >= 2, got {args.N}")
+        raise UsageError(f"--N must be >= 2, got {args.N}")
     g = gamma(args.N, args.batch_size)
     t0 = time.time()
     args.resume = False

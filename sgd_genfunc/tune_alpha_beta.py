@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from common.cli import add_run_args, csv_list, nonneg_int, positive_int, run_main
+from common.cli import UsageError, add_run_args, csv_list, nonneg_int, positive_int, run_main
 from sgd_genfunc import scripting as S
 from sgd_genfunc.plots import plot_r4
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
@@ -27,9 +27,9 @@ def beta_grid(text: str) -> np.ndarray:
     try:
         lo, hi, step = (float(x) for x in text.split(":"))
     except ValueError:
-        raise ValueError(f"--betas must read lo:hi:step, got {text!r}") from None
+        raise UsageError(f"--betas must read lo:hi:step, got {text!r}") from None
     if step <= 0 or hi < lo:
-        raise ValueError(f"--betas needs lo <= hi and step > 0, got {text!r}")
+        raise UsageError(f"--betas needs lo <= hi and step > 0, got {text!r}")
     return np.round(np.arange(lo, hi + step / 2, step), 10)
 
 
@@ -57,10 +57,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.N < 2:
-        raise ValueError(f"--N must be >= 2, got {args.N}")
+        raise UsageError(f"--N must be >= 2, got {args.N}")
     for pair in args.pairs:
         if len(pair) != 2 or pair[0] <= 0 or pair[1] <= 0:
-            raise ValueError(f"--pairs entries must be nu,kappa with both > 0, got {pair}")
+            raise UsageError(f"--pairs entries must be nu,kappa with both > 0, got {pair}")
     betas = beta_grid(args.betas)
     g = gamma(args.N, args.batch_size)
     t0 = time.time()

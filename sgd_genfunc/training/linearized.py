@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from common.cli import UsageError
 from sgd_genfunc.schedules import as_schedule
 from sgd_genfunc.training.batches import draw_batches
 
@@ -43,9 +44,9 @@ class ResidualAdam:
 
     def __init__(self, alpha_fn, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"b1 and b2 must lie in [0, 1), got b1={b1}, b2={b2}")
+            raise UsageError(f"b1 and b2 must lie in [0, 1), got b1={b1}, b2={b2}")
         if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+            raise UsageError(f"eps must be >= 0, got {eps}")
         self.alpha_fn, self.b1, self.b2, self.eps = as_schedule(alpha_fn), b1, b2, eps
 
     def init_state(self, d: torch.Tensor) -> dict:
