@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from common.cli import ArgumentParser, add_run_args, positive_float, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, add_run_args, positive_float, positive_int, run_main
 from common.runs import open_run, progress
 from common.runtime import set_threads
 
@@ -26,7 +26,7 @@ def _bool(text: str) -> bool:
         return True
     if text.lower() in ("false", "0", "no"):
         return False
-    raise ValueError(f"expected true or false, got {text!r}")
+    raise UsageError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> ArgumentParser:
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for theta in args.angles:
             parse_sampler(f"specific_angle_{theta:g}")
     if args.resume and not args.name:
-        raise ValueError("--resume needs --name (the run directory to continue)")
+        raise UsageError("--resume needs --name (the run directory to continue)")
     set_threads(args.threads)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     run = open_run("forward_grad", "approximation_quality", vars(args), name=args.name, root=args.out)

@@ -18,6 +18,7 @@ import warnings
 
 import torch
 
+from common.cli import UsageError
 from forward_grad.forward_gradient.theory import frog_expected_cos
 
 __all__ = [
@@ -48,7 +49,7 @@ def canonical_aggregation(name: str) -> str:
     """Map "frog" and "fg-mean" to their 3.2 names; ValueError for unknown names."""
     name = _ALIASES.get(name, name)
     if name not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {name!r}; choose from {', '.join(AGGREGATIONS)} or frog")
+        raise UsageError(f"unknown aggregation {name!r}; choose from {', '.join(AGGREGATIONS)} or frog")
     return name
 
 

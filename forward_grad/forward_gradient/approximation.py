@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from common.cli import UsageError
 from forward_grad.forward_gradient.aggregation import aggregate, canonical_aggregation, frog_directions
 from forward_grad.forward_gradient.tangents import sample_tangents
 
@@ -29,7 +30,7 @@ def true_gradient(kind: str, n: int, dtype=torch.float32, generator: torch.Gener
         return torch.ones(n, dtype=dtype) / math.sqrt(n)
     if kind == "random":
         return torch.randn(n, dtype=dtype, generator=generator)
-    raise ValueError(f"unknown true gradient {kind!r}; choose from {', '.join(TRUE_GRADIENTS)}")
+    raise UsageError(f"unknown true gradient {kind!r}; choose from {', '.join(TRUE_GRADIENTS)}")
 
 
 def approximation_samples(
@@ -48,7 +49,7 @@ def approximation_samples(
     """Per-sample metrics (dict of METRICS -> (S,) tensors) of the aggregation over S tangent draws."""
     aggregation = canonical_aggregation(aggregation)
     if samples <= 0:
-        raise ValueError(f"samples must be positive, got {samples}")
+        raise UsageError(f"samples must be positive, got {samples}")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     g = torch.ones(n, dtype=dtype) if g is None else g.to(dtype)
     norm_g = g.norm()

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from common.cli import UsageError
 from forward_grad.forward_gradient.aggregation import (
     aggregate,
     canonical_aggregation,
@@ -141,18 +142,18 @@ class ForwardGradient:
         resample_rank_deficient: bool | None = None,
     ):
         if int(num_directions) != num_directions or num_directions <= 0:
-            raise ValueError(f"num_directions K must be a positive integer, got {num_directions}")
+            raise UsageError(f"num_directions K must be a positive integer, got {num_directions}")
         self.k = int(num_directions)
         self.aggregation = canonical_aggregation(aggregation)
         self.sampler = parse_sampler(tangent_sampler)
         if frog_mode not in FROG_MODES:
-            raise ValueError(f"unknown frog_mode {frog_mode!r}; choose from {', '.join(FROG_MODES)}")
+            raise UsageError(f"unknown frog_mode {frog_mode!r}; choose from {', '.join(FROG_MODES)}")
         if perturbation_mode not in PERTURBATION_MODES:
-            raise ValueError(f"unknown perturbation_mode {perturbation_mode!r}; choose from node, weight")
+            raise UsageError(f"unknown perturbation_mode {perturbation_mode!r}; choose from node, weight")
         if jvp_backend not in JVP_BACKENDS:
-            raise ValueError(f"unknown jvp_backend {jvp_backend!r}; choose from {', '.join(JVP_BACKENDS)}")
+            raise UsageError(f"unknown jvp_backend {jvp_backend!r}; choose from {', '.join(JVP_BACKENDS)}")
         if jvp_chunk_size is not None and jvp_chunk_size <= 0:
-            raise ValueError(f"jvp_chunk_size must be positive, got {jvp_chunk_size}")
+            raise UsageError(f"jvp_chunk_size must be positive, got {jvp_chunk_size}")
         self.normalize_tangents = normalize_tangents
         self.frog_mode = frog_mode
         self.scaling_correction = scaling_correction

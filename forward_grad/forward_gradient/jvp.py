@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch.func import jvp, vmap
 
+from common.cli import UsageError
+
 __all__ = ["multi_jvp", "JVP_BACKENDS"]
 
 JVP_BACKENDS = ("vmap", "loop")
@@ -54,7 +56,7 @@ def multi_jvp(
         if chunk_size is None or chunk_size >= k:
             return _same_dtype(batched(*lanes))
         if chunk_size <= 0:
-            raise ValueError(f"jvp chunk_size must be positive, got {chunk_size}")
+            raise UsageError(f"jvp chunk_size must be positive, got {chunk_size}")
         # torch's own chunk_size cannot concatenate out_dims=None outputs, so chunk here; the primal of the
         # first chunk is kept (later chunks recompute it: the cost of chunking).
         parts = [batched(*(t[i : i + chunk_size] for t in lanes)) for i in range(0, k, chunk_size)]
@@ -71,4 +73,4 @@ def multi_jvp(
             dirs.append(res[1])
         d = torch.stack(dirs)
         return _same_dtype((values, d, aux) if has_aux else (values, d))
-    raise ValueError(f"unknown jvp backend {backend!r}; choose from {', '.join(JVP_BACKENDS)}")
+    raise UsageError(f"unknown jvp backend {backend!r}; choose from {', '.join(JVP_BACKENDS)}")

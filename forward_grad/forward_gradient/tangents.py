@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from common.cli import UsageError
+
 __all__ = ["SamplerSpec", "parse_sampler", "sample_tangents", "SAMPLER_NAMES"]
 
 SAMPLER_NAMES = ("normal", "rademacher", "standard_basis", "eye", "specific_angle_<theta>", "varying_length_<L>")
@@ -47,13 +49,13 @@ def parse_sampler(name: str) -> SamplerSpec:
             try:
                 value = float(raw)
             except ValueError:
-                raise ValueError(f"tangent sampler {name!r}: parameter {raw!r} is not a number") from None
+                raise UsageError(f"tangent sampler {name!r}: parameter {raw!r} is not a number") from None
             if prefix == "specific_angle_" and not (0.0 < value <= 90.0):
-                raise ValueError(f"tangent sampler {name!r}: angle theta must lie in (0, 90] degrees, got {value:g}")
+                raise UsageError(f"tangent sampler {name!r}: angle theta must lie in (0, 90] degrees, got {value:g}")
             if prefix == "varying_length_" and not (value >= 1.0):
-                raise ValueError(f"tangent sampler {name!r}: maximal length L must be >= 1, got {value:g}")
+                raise UsageError(f"tangent sampler {name!r}: maximal length L must be >= 1, got {value:g}")
             return SamplerSpec(prefix[:-1], value)
-    raise ValueError(f"unknown tangent sampler {name!r}; choose from {', '.join(SAMPLER_NAMES)}")
+    raise UsageError(f"unknown tangent sampler {name!r}; choose from {', '.join(SAMPLER_NAMES)}")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +93,7 @@ def _draw(spec: SamplerSpec, k, n, shape, generator, dtype, device) -> torch.Ten
             lengths = 1.0 + (spec.param - 1.0) * torch.rand(k, generator=generator, dtype=dtype, device=device)
             out[s, rows, axes] = lengths
         return out.reshape(*shape, k, n)
-    raise ValueError(f"unknown sampler kind {spec.kind!r}")
+    raise UsageError(f"unknown sampler kind {spec.kind!r}")
 
 
 def sample_tangents(
@@ -114,11 +116,11 @@ def sample_tangents(
     """
     spec = parse_sampler(sampler) if isinstance(sampler, str) else sampler
     if int(k) != k or k <= 0:
-        raise ValueError(f"number of tangents K must be a positive integer, got {k}")
+        raise UsageError(f"number of tangents K must be a positive integer, got {k}")
     if int(n) != n or n <= 0:
-        raise ValueError(f"dimension n must be a positive integer, got {n}")
+        raise UsageError(f"dimension n must be a positive integer, got {n}")
     if spec.kind in ("standard_basis", "varying_length") and k > n:
-        raise ValueError(f"tangent sampler {spec.name!r} needs K <= n, got K={k} > n={n}")
+        raise UsageError(f"tangent sampler {spec.name!r} needs K <= n, got K={k} > n={n}")
     if generator is None:
         generator = torch.Generator(device=device).manual_seed(0)
     v = _draw(spec, k, n, shape, generator, dtype, device)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from common.cli import UsageError
+
 __all__ = [
     "expected_chi",
     "frog_expected_cos",
@@ -28,7 +30,7 @@ __all__ = [
 
 def _check(n: int, k: int) -> None:
     if n <= 0 or k <= 0:
-        raise ValueError(f"n and K must be positive, got n={n}, K={k}")
+        raise UsageError(f"n and K must be positive, got n={n}, K={k}")
 
 
 def log_expected_chi(k: float) -> float:
@@ -75,7 +77,7 @@ def sphere_rate(n: int, k: int, lr: float, aggregation: str) -> float:
         return 1.0 - 4.0 * lr + 4.0 * lr * lr * (n + k + 1) / k
     if aggregation == "bp":
         return (1.0 - 2.0 * lr) ** 2
-    raise ValueError(f"unknown aggregation {aggregation!r} for the sphere closed form")
+    raise UsageError(f"unknown aggregation {aggregation!r} for the sphere closed form")
 
 
 def sphere_optimal_lr(n: int, k: int, aggregation: str) -> float:
@@ -85,7 +87,7 @@ def sphere_optimal_lr(n: int, k: int, aggregation: str) -> float:
         return k / (2.0 * (n + k + 1))
     if aggregation in ("frog", "orthogonal_projection", "bp"):
         return 0.5
-    raise ValueError(f"unknown aggregation {aggregation!r} for the sphere closed form")
+    raise UsageError(f"unknown aggregation {aggregation!r} for the sphere closed form")
 
 
 def sphere_expected_final(n: int, k: int, lr: float, steps: int, aggregation: str) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from common.cli import UsageError
 from forward_grad.forward_gradient.theory import sphere_optimal_lr
 from forward_grad.function_optimization.optimize import optimize, parse_approach
 
@@ -62,7 +63,7 @@ def resolve_lr(cell: Cell, lr, lr_lookup) -> float:
     ap = parse_approach(cell.approach)
     if lr == "sphere_optimal":
         if cell.function != "sphere":
-            raise ValueError("--lr sphere_optimal exists only for the sphere")
+            raise UsageError("--lr sphere_optimal exists only for the sphere")
         agg = "bp" if ap.gradient == "bp" else ("frog" if ap.gradient == "frog" else "mean")
         return sphere_optimal_lr(cell.n, ap.k, agg)
     if lr is not None:

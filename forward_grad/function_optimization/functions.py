@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from common.cli import UsageError
+
 __all__ = ["ClosedFormFunction", "FUNCTIONS", "get_function", "ST_FSTAR_PER_DIM", "ST_ARGMIN"]
 
 ST_FSTAR_PER_DIM = -39.16616570377142
@@ -103,7 +105,7 @@ class ClosedFormFunction:
 
     def x0(self, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if int(n) != n or n <= 0:
-            raise ValueError(f"dimension n must be a positive integer, got {n}")
+            raise UsageError(f"dimension n must be a positive integer, got {n}")
         return self.x0_fn(int(n), dtype)
 
     def fstar(self, n: int) -> float:
@@ -126,5 +128,5 @@ FUNCTIONS = {
 def get_function(name: str) -> ClosedFormFunction:
     """The function of spec 3.4 by name; ValueError for unknown names."""
     if name not in FUNCTIONS:
-        raise ValueError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
+        raise UsageError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
     return FUNCTIONS[name]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common.cli import ArgumentParser, add_run_args, nonneg_int, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, add_run_args, nonneg_int, positive_int, run_main
 from common.runs import open_run, progress
 from common.runtime import set_threads
 from forward_grad.function_optimization.experiments import STANDARD_APPROACHES, STANDARD_N
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.resume and not args.name:
-        raise ValueError("--resume needs --name (the run directory to continue)")
+        raise UsageError("--resume needs --name (the run directory to continue)")
     for fn in args.functions:
         get_function(fn)
     if args.lr not in (None, "sphere_optimal"):
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not float(args.lr) > 0:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"--lr must be a positive number or sphere_optimal, got {args.lr!r}") from None
+            raise UsageError(f"--lr must be a positive number or sphere_optimal, got {args.lr!r}") from None
     set_threads(1 if args.jobs > 1 else None)
     if args.experiment == "custom_tangents":
         cells = custom_tangent_cells(args.seeds, angles=[int(a) if a == int(a) else a for a in args.angles])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from common.cli import UsageError
 from forward_grad.forward_gradient import ForwardGradient
 from forward_grad.function_optimization.functions import get_function
 
@@ -59,9 +60,9 @@ def parse_approach(text: str) -> Approach:
         else:
             raise ValueError
     except ValueError:
-        raise ValueError(f"bad approach {text!r}; use bp, fg-mean:K, frog:K or fg:K:<aggregation>") from None
+        raise UsageError(f"bad approach {text!r}; use bp, fg-mean:K, frog:K or fg:K:<aggregation>") from None
     if approach.k <= 0:
-        raise ValueError(f"approach {text!r}: K must be positive")
+        raise UsageError(f"approach {text!r}: K must be positive")
     return approach
 
 
@@ -109,11 +110,11 @@ def descend(
     fn = get_function(function)
     approach = parse_approach(approach) if isinstance(approach, str) else approach
     if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"learning rate must be positive and finite, got {lr}")
+        raise UsageError(f"learning rate must be positive and finite, got {lr}")
     if patience < 0:
-        raise ValueError(f"patience must be >= 0, got {patience}")
+        raise UsageError(f"patience must be >= 0, got {patience}")
     if jvp_backend not in MATH_BACKENDS:
-        raise ValueError(f"unknown jvp backend {jvp_backend!r}; choose from {', '.join(MATH_BACKENDS)}")
+        raise UsageError(f"unknown jvp backend {jvp_backend!r}; choose from {', '.join(MATH_BACKENDS)}")
     dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     steps = fn.max_steps if max_steps is None else int(max_steps)
     x = fn.x0(n, dtype)

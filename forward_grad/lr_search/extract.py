@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+from common.cli import UsageError
 from forward_grad.function_optimization import get_function
 from forward_grad.lr_search.search import load_population
 
@@ -86,7 +87,7 @@ def _belongs(task: str, cfg: dict) -> bool:
 def extract_best(search_root: str | Path, task: str, outfile: str | Path, margin: float = 0.05, verbose=False):
     """Scan search_root/<math|nns>/**/checkpoints and write one row per label to outfile; returns the rows."""
     if task not in TASKS:
-        raise ValueError(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
+        raise UsageError(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
     kind, _ = TASKS[task]
     rows = []
     for cfg_path in sorted((Path(search_root) / kind).glob("**/config.json")):

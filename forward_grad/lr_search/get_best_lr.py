@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from common.cli import UsageError
+
 __all__ = ["LRS_DIR", "get_math_lr", "get_nn_lr"]
 
 LRS_DIR = Path(__file__).resolve().parents[1] / "lrs"
@@ -47,7 +49,7 @@ def get_math_lr(function: str, n: int, gradient: str, k: int = 1, sampler: str =
                     and row["tangent_sampler"] == sampler_try
                 ):
                     return float(row["lr"])
-    raise ValueError(
+    raise UsageError(
         f"no LR in lrs/math.csv for function={function} n={n} gradient={gradient} k={k} sampler={sampler}; run "
         f"`python forward_grad/lr_search/propulate_search.py --gradient {gradient} -k {k} math --function {function}"
         f" -n {n}` and `... extract_best --task math`"
@@ -73,7 +75,7 @@ def get_nn_lr(model: str, width, dataset: str, gradient: str, k: int = 1, lrs_di
         ):
             return float(row["lr"])
     width_flag = f" --model_width {width}" if model == "fc" and width is not None else ""
-    raise ValueError(
+    raise UsageError(
         f"no LR in lrs/{table} for model={model} width={width} dataset={dataset} gradient={gradient} k={k}; run "
         f"`python forward_grad/lr_search/propulate_search.py --gradient {gradient} -k {k} nn --model {model}"
         f"{width_flag} --dataset {dataset}` and `... extract_best --task {'fc-nn' if model == 'fc' else 'sota-nn'}`"

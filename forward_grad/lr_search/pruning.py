@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from common.cli import UsageError
+
 __all__ = ["BaselinePruner"]
 
 
@@ -19,9 +21,9 @@ class BaselinePruner:
 
     def __init__(self, margin: float = 0.5, patience: float = 0.05, max_steps: int = 1000, fstar: float = 0.0):
         if margin < 0:
-            raise ValueError(f"surrogate margin must be >= 0, got {margin}")
+            raise UsageError(f"surrogate margin must be >= 0, got {margin}")
         if patience < 0:
-            raise ValueError(f"surrogate patience must be >= 0, got {patience}")
+            raise UsageError(f"surrogate patience must be >= 0, got {patience}")
         self.margin = margin
         self.patience = patience * max_steps if patience < 1 else patience
         self.fstar = fstar

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from common.cli import UsageError
 from forward_grad.function_optimization import descend, get_function
 from forward_grad.function_optimization.optimize import Approach
 from forward_grad.lr_search.pruning import BaselinePruner
@@ -78,34 +79,34 @@ class SearchConfig:
     def validate(self) -> None:
         lo, hi = self.limits
         if not lo < hi:
-            raise ValueError(f"--limits LO HI needs LO < HI, got {lo:g} {hi:g}")
+            raise UsageError(f"--limits LO HI needs LO < HI, got {lo:g} {hi:g}")
         if self.num_evaluations <= 0 or self.population_size <= 0:
-            raise ValueError("--num_evaluations and --population_size must be positive")
+            raise UsageError("--num_evaluations and --population_size must be positive")
         if self.gradient not in ("bp", "fg-mean", "frog"):
-            raise ValueError(f"unknown --gradient {self.gradient!r}; choose bp, fg-mean or frog")
+            raise UsageError(f"unknown --gradient {self.gradient!r}; choose bp, fg-mean or frog")
         if self.k <= 0:
-            raise ValueError(f"-k/--num_directions must be positive, got {self.k}")
+            raise UsageError(f"-k/--num_directions must be positive, got {self.k}")
         from forward_grad.forward_gradient import parse_sampler
 
         parse_sampler(self.tangent_sampler)
         if self.mode == "math":
             get_function(self.function)
             if self.n is None or self.n <= 0:
-                raise ValueError(f"-n must be a positive integer, got {self.n}")
+                raise UsageError(f"-n must be a positive integer, got {self.n}")
         elif self.mode == "nn":
             from forward_grad.nn_training.data import DATASETS
             from forward_grad.nn_training.models import MODELS
 
             if self.model not in MODELS:
-                raise ValueError(f"unknown --model {self.model!r}; choose from {', '.join(MODELS)}")
+                raise UsageError(f"unknown --model {self.model!r}; choose from {', '.join(MODELS)}")
             if self.dataset not in DATASETS:
-                raise ValueError(f"unknown --dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
+                raise UsageError(f"unknown --dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         else:
-            raise ValueError(f"unknown mode {self.mode!r}")
+            raise UsageError(f"unknown mode {self.mode!r}")
         if self.name is not None:
             parts = Path(self.name).parts
             if not self.name.strip() or not parts or Path(self.name).is_absolute() or ".." in parts:
-                raise ValueError(f"--name must be a relative path without '..', got {self.name!r}")
+                raise UsageError(f"--name must be a relative path without '..', got {self.name!r}")
 
     @property
     def run_dir(self) -> Path:

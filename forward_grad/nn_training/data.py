@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from common.cli import UsageError
 from common.data import DatasetNotFoundError, as_tensors, get_dataset
 
 __all__ = ["DATASETS", "Splits", "load_splits", "batches", "DEFAULT_BATCH"]
@@ -51,7 +52,7 @@ def _load(name: str, split: str, root: str):
 def load_splits(name: str, root: str = "data", no_val_set: bool = False) -> Splits:
     """Train/val/test tensors of spec 5.1 (no_val_set: the validation part joins the training split)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if name in _ALL_SPLIT:
         X, y = _load(name, "all", root)
         a, b, _ = _ALL_SPLIT[name]
@@ -62,7 +63,7 @@ def load_splits(name: str, root: str = "data", no_val_set: bool = False) -> Spli
         X, y = _load(name, "train", root)
         a, b = _OFFICIAL_SPLIT[name]
         if len(y) != a + b:
-            raise ValueError(f"{name}: expected {a + b} training images, found {len(y)}")
+            raise UsageError(f"{name}: expected {a + b} training images, found {len(y)}")
         idx = _perm(len(y))
         train, val = (X[idx[:a]], y[idx[:a]]), (X[idx[a:]], y[idx[a:]])
         test = _load(name, "test", root)

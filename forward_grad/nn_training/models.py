@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.cli import UsageError
 from common.models import get_model
 
 __all__ = ["MODELS", "build_model", "count_activities"]
@@ -120,7 +121,7 @@ class _MeanHead(nn.Module):
 def mlpmixer(in_channels: int, image_size: int, num_classes: int = 10, hidden: int = 512, token_mlp: int = 256,
              channel_mlp: int = 2048, num_blocks: int = 8, patch_size: int = 4) -> nn.Sequential:  # fmt: skip
     if image_size % patch_size:
-        raise ValueError(f"image size {image_size} is not divisible by the patch size {patch_size}")
+        raise UsageError(f"image size {image_size} is not divisible by the patch size {patch_size}")
     tokens = (image_size // patch_size) ** 2
     mixers = [_MixerBlock(tokens, hidden, token_mlp, channel_mlp) for _ in range(num_blocks)]
     blocks = [nn.Sequential(_PatchEmbed(in_channels, hidden, patch_size), mixers[0]), *mixers[1:]]
@@ -151,7 +152,7 @@ def build_model(name: str, in_channels: int, image_size: int, num_classes: int =
         return mlpmixer(in_channels, image_size, num_classes, **kw)
     if name == "lenet5":
         return lenet5(in_channels, image_size, num_classes)
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    raise UsageError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
 
 
 def count_activities(model: nn.Sequential, sample: torch.Tensor) -> int:

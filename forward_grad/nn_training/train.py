@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import ArgumentParser, add_run_args, nonneg_int, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, add_run_args, nonneg_int, positive_int, run_main
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "defaults.ini"
 SECTION_OF = {"mnist": "MNIST", "fg": "FG", "frog": "FROG", "fc": "FC", "vit": "VIT", "mlpmixer": "MLPMIXER"}
@@ -82,7 +82,7 @@ def parse_args(argv):
         items = ini.defaults() if section == "DEFAULT" else (ini[section] if ini.has_section(section) else {})
         for key, value in items.items():
             if key not in keys:
-                raise ValueError(f"{path}: unknown key {key!r} in section [{section}]")
+                raise UsageError(f"{path}: unknown key {key!r} in section [{section}]")
             action = next(a for a in parser._actions if a.dest == key)
             defaults[key] = action.type(value) if action.type else value
     parser.set_defaults(**defaults)
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             lr = float(args.initial_lr)
         except ValueError:
-            raise ValueError(f"--initial_lr must be a number or `table`, got {args.initial_lr!r}") from None
+            raise UsageError(f"--initial_lr must be a number or `table`, got {args.initial_lr!r}") from None
     model_kw = {}
     if args.model == "vit":
         model_kw = dict(num_layers=args.vit_layers, hidden_dim=args.vit_hidden, mlp_dim=args.vit_mlp,
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     name = args.name or args.output_name
     if args.resume and not name:
-        raise ValueError("--resume needs --name (the run directory to continue)")
+        raise UsageError("--resume needs --name (the run directory to continue)")
     torch.manual_seed(args.seed)
     trainer = Trainer(cfg)
     if args.print_model:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
+from common.cli import UsageError
 from forward_grad.forward_gradient import ForwardGradient
 from forward_grad.nn_training.data import batches, load_splits
 from forward_grad.nn_training.models import build_model
@@ -57,15 +58,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.gradient not in GRADIENTS:
-            raise ValueError(f"unknown gradient computation {self.gradient!r}; choose from {', '.join(GRADIENTS)}")
+            raise UsageError(f"unknown gradient computation {self.gradient!r}; choose from {', '.join(GRADIENTS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"learning rate must be positive, got {self.lr}")
+            raise UsageError(f"learning rate must be positive, got {self.lr}")
         if self.num_directions <= 0:
-            raise ValueError(f"num_directions K must be positive, got {self.num_directions}")
+            raise UsageError(f"num_directions K must be positive, got {self.num_directions}")
         if self.epochs < 0:
-            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+            raise UsageError(f"epochs must be >= 0, got {self.epochs}")
 
 
 class Trainer:
