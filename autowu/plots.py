@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from common.plotting import new_figure
 
-__all__ = ["plot_trace", "plot_ramp_loss", "plot_probs", "plot_grid", "plot_schedules"]
+__all__ = ["plot_trace", "plot_ramp_loss", "plot_probs", "plot_grid", "plot_schedules", "plot_training_curves"]
 
 
 def plot_trace(lrs: Sequence[float], losses: Sequence[float], switch_step=None, title="AutoWU on a synthetic curve"):
@@ -76,4 +78,19 @@ def plot_schedules(traces: dict, title="LR schedules"):
     for name, lrs in traces.items():
         ax.semilogy(np.arange(1, len(lrs) + 1), np.maximum(np.asarray(lrs, float), 1e-8), label=name)
     ax.legend()
+    return fig
+
+
+def plot_training_curves(metrics_csv: str | Path, title="training curves"):
+    """Train and valid loss, and valid top-1, per epoch from train.py's metrics.csv."""
+    with open(metrics_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fig, (a1, a2) = new_figure(title, "epoch", "loss", ncols=2)
+    ep = [int(r["epoch"]) for r in rows]
+    a1.plot(ep, [float(r["train/loss"]) for r in rows], label="train")
+    a1.plot(ep, [float(r["valid/loss"]) for r in rows], label="valid")
+    a1.legend()
+    a2.plot(ep, [float(r["valid/acc1"]) for r in rows], label="valid top-1")
+    a2.set_ylabel("accuracy (%)")
+    a2.legend()
     return fig

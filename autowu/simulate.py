@@ -1,18 +1,18 @@
-"""Run AutoWU on a synthetic loss curve (spec section 4, simulate.py) and print switch step, eta_sw, peak, test time.
+"""Run AutoWU on a synthetic loss curve (DESIGN.md §4.3) and print switch step, eta_sw, peak and test time.
 
 python autowu/simulate.py --curve bowl --noise 0.05 --reference
 """
 
 from __future__ import annotations
 
-import csv
 import time
 import warnings
 
+from autowu.harness import open_autowu_run, write_rows_csv
 from autowu.plots import plot_trace
 from autowu.synthetic import BOWL_MIN_LR, CURVES, CurveRun
-from common.cli import ArgumentParser, add_run_args, nonneg_float, positive_int, run_main
-from common.runs import Run, open_run
+from common.cli import ArgumentParser, UsageError, add_run_args, nonneg_float, positive_int, run_main
+from common.runs import progress
 
 CHOICES = ("bowl", "flat", "decreasing", "nan", "jump")
 
@@ -28,7 +28,7 @@ def build_parser():
     g.add_argument("--reference", action="store_true", help="also run the reference procedure (autowu.reference)")
     g.add_argument("--gp-fit", default="lbfgs", choices=("lbfgs", "adam"), help="GP fit of our test")
     g.add_argument("--save-dir", default=None, metavar="DIR", help="run directory (overrides --out/--name)")
-    add_run_args(p, dash=True)
+    add_run_args(p, dash=True, devices=("cpu",), tensorboard=False)  # a scalar curve: nothing to put on a GPU
     return p
 
 
@@ -37,10 +37,13 @@ def _run_one(args, label, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         run = CurveRun(args.curve, args.noise, args.seed, args.steps_per_epoch, args.epochs, **kw)
+        bar = progress(total=run.total_steps, desc=label, disable=args.no_progress)
         try:
-            run.run_until()
+            run.run_until(callback=lambda _: bar.update(1))
         except FloatingPointError as exc:
             print(f"{label}: {exc}")
+        finally:
+            bar.close()
     res = run.result(time.perf_counter() - t0)
     per_test = res.test_seconds / max(len(res.test_log), 1)
     print(
@@ -53,15 +56,8 @@ def _run_one(args, label, **kw):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.curve not in CURVES:
-        raise ValueError(f"--curve must be one of {', '.join(sorted(CURVES))}; got {args.curve!r}")
-    if args.save_dir:
-        from pathlib import Path
-
-        run_dir = Run(Path(args.save_dir))
-        run_dir.path.mkdir(parents=True, exist_ok=True)
-        run_dir.write_json("config.json", args)
-    else:
-        run_dir = open_run("autowu", "simulate", args, name=args.name, root=args.out)
+        raise UsageError(f"--curve must be one of {', '.join(sorted(CURVES))}; got {args.curve!r}")
+    run_dir = open_autowu_run("simulate", args, name=args.name, root=args.out, save_dir=args.save_dir)
     ours = _run_one(args, "ours", gp_fit=args.gp_fit)
     summary = {
         "curve": args.curve,
@@ -91,16 +87,9 @@ def main(argv=None):
         )
         rows["ref_lr"] = ref.lrs
     if run_dir.primary:
-        with open(run_dir.path / "trace.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["step", *rows])
-            for i in range(len(ours.lrs)):
-                w.writerow([i + 1, *(rows[k][i] for k in rows)])
-        with open(run_dir.path / "tests.csv", "w", newline="") as fh:
-            if ours.test_log:
-                w = csv.DictWriter(fh, fieldnames=list(ours.test_log[0]))
-                w.writeheader()
-                w.writerows(ours.test_log)
+        trace = [{"step": i + 1, **{k: v[i] for k, v in rows.items()}} for i in range(len(ours.lrs))]
+        write_rows_csv(run_dir.path / "trace.csv", trace)
+        write_rows_csv(run_dir.path / "tests.csv", ours.test_log)
         run_dir.save_figure(
             plot_trace(ours.lrs, ours.losses, ours.switch_step, f"AutoWU on '{args.curve}'"), "trace.png"
         )

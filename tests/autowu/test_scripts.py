@@ -58,6 +58,18 @@ BAD = [
     ("autowu/reproduce.py", ["--jobs", "0"]),
     ("autowu/simulate.py", ["--curve", "nope"]),
     ("autowu/simulate.py", ["--noise", "-1"]),
+    ("autowu/simulate.py", ["--device", "tpu"]),
+    ("autowu/simulate.py", ["--device", "cuda"]),  # CPU-only script (a scalar curve)
+    ("autowu/simulate.py", ["--tensorboard"]),  # no per-step metrics: the flag is not offered
+    ("autowu/reproduce.py", ["--device", "cuda:7"]),
+    ("autowu/reproduce.py", ["--seeds", "0,-1"]),
+    ("autowu/reproduce.py", ["--tensorboard"]),
+    ("autowu/train.py", ["--device", "tpu"]),
+    ("autowu/train.py", ["--workers", "-1"]),
+    ("autowu/train.py", ["--label-smoothing", "abc"]),
+    ("autowu/train.py", ["--min-lr", "2", "--max-lr", "1"]),
+    ("autowu/train.py", ["--max-warmup-fraction", "1.5"]),
+    ("autowu/train.py", ["--dist-backend", "mpi"]),
 ]
 
 
@@ -66,6 +78,20 @@ def test_bad_input_one_line_exit_2(script, args, capsys):
     code, _, err = _in_process(script, args, capsys)
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+
+
+def test_train_tensorboard_events_and_autowu_columns(tmp_path, capsys):
+    """--tensorboard writes events through Run.log; each epoch row carries the epoch's AutoWU test."""
+    args = ["--dataset", "digits", "--epochs", "4", "--batch-size", "64", "--smoke", "--device", "cpu"]
+    code, out, err = _in_process(
+        "autowu/train.py", [*args, "--no-progress", "--tensorboard", "--save-dir", str(tmp_path / "tb")], capsys
+    )
+    assert code in (0, None), err
+    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*")), "no TensorBoard events"
+    with open(tmp_path / "tb" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {"autowu/prob", "autowu/verdict", "autowu/eta_estimate"} <= set(rows[0])
+    assert 0.0 <= float(rows[0]["autowu/prob"]) <= 1.0
 
 
 @pytest.mark.slow
@@ -131,6 +157,7 @@ def test_train_digits_outputs_and_exact_resume(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     r = _run([*common, "--save-dir", str(part), "--resume", "auto"])
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resumed from {part / 'checkpoint.pt'} at epoch 3" in r.stdout
     assert _metrics(part) == _metrics(full), "check 15: --resume auto gives the uninterrupted metrics.csv"
 
 
