@@ -48,7 +48,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--threads", type=positive_int, default=None, metavar="INT", help="torch threads")
     g.add_argument("--save_samples", action="store_true", help="also write per-sample metrics (samples.pt)")
     g.add_argument("--resume", action="store_true", help="skip cells already in summary.csv (needs --name)")
-    add_run_args(p)
+    add_run_args(p, devices=("cpu",), tensorboard=False)  # CPU tensors; summary.csv per cell, no step series
     return p
 
 

@@ -44,7 +44,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--jobs", type=positive_int, default=1, metavar="INT", help="worker processes")
     g.add_argument("--history_every", type=nonneg_int, default=10, metavar="INT", help="0: no history")
     g.add_argument("--resume", action="store_true", help="skip runs already in all.csv (needs --name)")
-    add_run_args(p)
+    add_run_args(p, devices=("cpu",), tensorboard=False)  # CPU runs; all.csv/history.csv, no step series
     return p
 
 
@@ -120,10 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cells = standard_cells(args.functions, args.n, args.approaches, args.seeds, args.tangent_sampler)
         dtype = args.dtype or "float32"
-    lrs_dir = Path(args.lr_table).parent if args.lr_table else None
 
     def lookup(fn, n, grad, k, sampler):
-        return get_math_lr(fn, n, grad, k, sampler, lrs_dir=lrs_dir)
+        return get_math_lr(fn, n, grad, k, sampler, table=args.lr_table)
 
     plan = [(c, resolve_lr(c, args.lr, lookup)) for c in cells]  # fails early on a missing table row
     run = open_run("forward_grad", "math_experiments", vars(args), name=args.name, root=args.out)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from common.cli import UsageError
+from common.cli import MissingInputError, UsageError
 
 __all__ = ["LRS_DIR", "get_math_lr", "get_nn_lr"]
 
 LRS_DIR = Path(__file__).resolve().parents[1] / "lrs"
 
 
-def _rows(name: str, lrs_dir: Path | None = None) -> list[dict]:
-    path = Path(lrs_dir or LRS_DIR) / name
-    if not path.exists():
-        raise FileNotFoundError(f"LR table {path} does not exist; run the search and extract_best (lrs/README.md)")
+def _rows(name: str | Path, lrs_dir: Path | None = None) -> list[dict]:
+    path = Path(lrs_dir or LRS_DIR) / name  # an absolute `name` replaces the folder
+    if not path.is_file():
+        raise MissingInputError(f"LR table {path} does not exist; run the search and extract_best (lrs/README.md)")
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -24,9 +24,14 @@ def _k(gradient: str, k) -> str:
     return "" if gradient == "bp" else str(int(k))
 
 
-def get_math_lr(function: str, n: int, gradient: str, k: int = 1, sampler: str = "normal", lrs_dir=None) -> float:
+def get_math_lr(
+    function: str, n: int, gradient: str, k: int = 1, sampler: str = "normal", lrs_dir=None, table=None
+) -> float:
     """LR of lrs/math.csv or lrs/math__custom_tangents.csv (the custom-tangent grid: ST n=64, K=16/64); a custom
-    sampler without its own row falls back to the normal-sampler row. A missing row is one clear ValueError."""
+    sampler without its own row falls back to the normal-sampler row. `table`: read only this CSV file (a missing
+    file is a MissingInputError naming it). A missing row is one clear UsageError."""
+    if table is not None:
+        return _math_lr_from([_rows(Path(table).resolve())], function, n, gradient, k, sampler)
     tables = (
         ["math__custom_tangents.csv", "math.csv"] if sampler != "normal" else ["math.csv", "math__custom_tangents.csv"]
     )
@@ -37,7 +42,11 @@ def get_math_lr(function: str, n: int, gradient: str, k: int = 1, sampler: str =
         except FileNotFoundError:
             continue
     if not found:
-        raise FileNotFoundError(f"no LR table in {Path(lrs_dir or LRS_DIR)}; run the searches (lrs/README.md)")
+        raise MissingInputError(f"no LR table in {Path(lrs_dir or LRS_DIR)}; run the searches (lrs/README.md)")
+    return _math_lr_from(found, function, n, gradient, k, sampler)
+
+
+def _math_lr_from(found: list[list[dict]], function: str, n: int, gradient: str, k: int, sampler: str) -> float:
     for sampler_try in dict.fromkeys([sampler, "normal"]):
         for rows in found:
             for row in rows:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from common.cli import ArgumentParser, nonneg_int, positive_float, positive_int, run_main
+from common.cli import ArgumentParser, device_arg, nonneg_int, positive_float, positive_int, run_main
 
 DEVICE_HELP = "auto | cpu | cuda | cuda:N (auto: rank r uses cuda:(local_rank mod #GPUs) when CUDA exists)"
 
@@ -51,9 +51,9 @@ def build_parser() -> ArgumentParser:
     m.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     m.add_argument("--jvp_backend", default="analytic", choices=["analytic", "vmap", "loop"],  # optimize.MATH_BACKENDS
                    help="analytic: d = V grad f from the closed-form gradient; vmap/loop: torch.func")  # fmt: skip
-    m.add_argument("--device", default="cpu", metavar="DEV", help="math runs on the CPU")
+    m.add_argument("--device", type=device_arg(("cpu",)), default="cpu", metavar="DEV", help="math runs on the CPU")
     n = sub.add_parser("nn", help="neural-network training", formatter_class=parser.formatter_class)
-    n.add_argument("--device", default="auto", metavar="DEV", help=DEVICE_HELP)
+    n.add_argument("--device", type=device_arg(), default="auto", metavar="DEV", help=DEVICE_HELP)
     n.add_argument("--model", required=True, metavar="NAME", help="fc | lenet5 | resnet18 | vit | mlpmixer")
     n.add_argument("--model_width", type=positive_int, default=None, metavar="W", help="fc hidden width")
     n.add_argument("--dataset", default="mnist", metavar="NAME", help="mnist | cifar10 | svhn | mnist5k | digits")

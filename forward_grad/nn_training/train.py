@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import ArgumentParser, UsageError, add_run_args, nonneg_int, positive_int, run_main
+from common.cli import ArgumentParser, MissingInputError, UsageError, add_run_args, nonneg_int, positive_int, run_main
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "defaults.ini"
 SECTION_OF = {"mnist": "MNIST", "fg": "FG", "frog": "FROG", "fc": "FC", "vit": "VIT", "mlpmixer": "MLPMIXER"}
@@ -49,7 +49,7 @@ def build_parser() -> ArgumentParser:
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", default="plain_sgd", choices=["plain_sgd", "plain_adam"])
     g.add_argument("--initial_lr", default="0.1", metavar="FLOAT|table", help="LR, or `table` (lrs/*.csv)")
-    g.add_argument("--epochs", type=nonneg_int, default=200, metavar="INT")
+    g.add_argument("--epochs", type=positive_int, default=200, metavar="INT")
     g.add_argument("--batch_size", type=positive_int, default=None, metavar="INT", help="default: per dataset")
     g.add_argument("--early_stopping_patience", type=nonneg_int, default=10, metavar="INT", help="epochs")
     g.add_argument("--no_val_set", action="store_true", help="train on train + validation")
@@ -71,7 +71,7 @@ def parse_args(argv):
     first, _ = parser.parse_known_args(argv)
     path = Path(first.configfile)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise MissingInputError(f"--configfile {path} not found")
     ini = configparser.ConfigParser()
     ini.read(path)
     keys = {a.dest for a in parser._actions}
@@ -136,11 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer = Trainer(cfg)
     if args.print_model:
         print(trainer.model)
-    run = open_run("forward_grad", args.experiment_id, {**vars(args), "lr": lr}, name=name, root=args.out)
+    run = open_run(
+        "forward_grad",
+        args.experiment_id,
+        {**vars(args), "lr": lr},
+        name=name,
+        root=args.out,
+        tensorboard=args.tensorboard,
+    )
     ckpt = run.path / "checkpoint.pt"
     if args.resume:
         if not ckpt.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt}")
+            raise MissingInputError(f"--resume: no checkpoint at {ckpt}")
         trainer.load_state_dict(load_checkpoint(ckpt))
     bar = progress(total=args.epochs, initial=trainer.epoch, desc="epochs", disable=args.no_progress)
     start = time.time()

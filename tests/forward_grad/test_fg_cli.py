@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.cli import UsageError
 from forward_grad import approximation_quality
 from forward_grad.function_optimization import math_experiments, optimize
 from forward_grad.lr_search import propulate_search
@@ -42,7 +43,12 @@ SEED_LINES = {
 
 
 @pytest.mark.parametrize("line,label", list(SEED_LINES.items()), ids=range(len(SEED_LINES)))
-def test_seed_commands_parse_to_labels(line, label):
+def test_seed_commands_parse_to_labels(line, label, monkeypatch):
+    import torch
+
+    # the seed lines name `--device cuda`, validated at parse time: pretend a GPU so they parse on a CPU box
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     args = propulate_search.build_parser().parse_args(shlex.split(line))
     cfg = propulate_search.config_from_args(args)
     cfg.validate()
@@ -63,17 +69,29 @@ BAD = [
     (approximation_quality, "--tangent_sampler specific_angle_120"),
     (approximation_quality, "--aggregations median"),
     (train, "--dataset digits --initial_lr fast"),
+    (train, "--dataset digits --epochs 0"),
+    (train, "--dataset digits --configfile /nonexistent.ini"),
+    (train, "--dataset digits --device tpu"),
+    (math_experiments, "--lr_table /nonexistent.csv --functions sphere --n 4"),
+    (math_experiments, "--device cuda:7 --lr 0.1"),
+    (approximation_quality, "--device tpu"),
+    (approximation_quality, "--tensorboard"),
+    (propulate_search, "math --function sphere -n 4 --device cuda"),
+    (propulate_search, "nn --model fc --device tpu"),
 ]
 
 
 @pytest.mark.parametrize("module,line", BAD, ids=range(len(BAD)))
 def test_bad_input_raises_usage_error(module, line, tmp_path):
-    with pytest.raises((ValueError, SystemExit)) as exc:
+    with pytest.raises((UsageError, SystemExit)) as exc:
         module.main(
             [*shlex.split(line), "--out", str(tmp_path)] if module is not propulate_search else shlex.split(line)
         )
     if exc.type is SystemExit:
         assert exc.value.code == 2
+    for word in shlex.split(line):  # a named file is named in the message
+        if word.startswith("/nonexistent"):
+            assert word in str(exc.value)
 
 
 def test_bad_input_is_one_line_exit_2():
