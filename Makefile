@@ -24,7 +24,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 FAST := -m "not slow and not mpi and not gpu"
 
-.PHONY: help setup demo test check reproduce bench lint format clean
+.PHONY: help setup demo test check reproduce bench lint format clean mutation
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ check: setup lint  ## ruff + the fast tests (no slow, mpi, gpu or notebooks), fo
 
 bench: setup  ## every benchmark; prints ratio tables, writes results/bench/*.json
 	@status=0; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || status=1; done; exit $$status
+
+mutation: setup  ## mutation testing (not part of test); MODULE=path for one module; scores -> tests/README.md
+	$(BIN)/python tests/mutation/run.py $(if $(MODULE),--module $(MODULE)) --jobs $(if $(MUTATION_JOBS),$(MUTATION_JOBS),1)
 
 clean:  ## remove results and caches (keeps .venv and data/)
 	rm -rf results .pytest_cache .ruff_cache
