@@ -17,10 +17,8 @@ dynamic programs over the topological order (node index order) with Python ints.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -306,57 +304,8 @@ def base_code(n_nodes: int = 5, family: str = "mlp") -> str:
     return depth_chain(0, 4 if normalize_family(family) == "nb201" else n_nodes)
 
 
-# ---------------------------------------------------------------- CLI
-def _info(code: str, family: str | None) -> None:
-    from hp_scaling.scaling import lr_multiplier
-
-    fam = normalize_family(family) if family else infer_family(code)
-    dag = _as_dag(code, fam)
-    paths = enumerate_paths(dag)
-    print(f"code {dag.code}  family {fam}  nodes {dag.n_nodes}  paths {len(paths)}")
-    for p in paths:
-        k = sum(1 for (_, _, d) in p if dag.is_parameterized(d))
-        route = " -> ".join([str(p[0][0])] + [f"{t}({d})" for (_, t, d) in p])
-        print(f"  k_p={k}  {route}")
-    print(f"depth histogram {depth_histogram(dag)}")
-    if not paths:
-        print("no input-to-output path: no multiplier")
-        return
-    offsets = (1,) if fam == "nb201" else (3, 1)
-    for o in offsets:
-        m = path_moments(dag, o)
-        mult = lr_multiplier(dag.code, fam, depth_offset=o)  # a code: under -m this module is __main__
-        print(f"offset {o}: S = {m.S}  multiplier {mult:.6f}")
-
-
-def _export(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "all_dags_str_N5.json").write_text(json.dumps(all_codes("mlp", 5)))
-    np.save(out / "random_dag_list_N5.npy", random_order(3**10, 0))
-    (out / "arch_code_201.json").write_text(json.dumps(all_codes("nb201")))
-    np.save(out / "arch_indice_201.npy", random_order(5**6, 0))
-    for name in ("all_dags_str_N5.json", "random_dag_list_N5.npy", "arch_code_201.json", "arch_indice_201.npy"):
-        print(out / name)
-
-
-def main(argv=None) -> None:
-    from common.cli import ArgumentParser
-
-    p = ArgumentParser(description="DAG codes: path statistics and generated code lists (spec 3.1)")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    pi = sub.add_parser("info", help="print paths, k_p, S and the LR multipliers of a code")
-    pi.add_argument("code", help="DAG code (e.g. 2_22_222_2222) or NB201 arch string")
-    pi.add_argument("--family", choices=["mlp", "cnn", "nb201", "tinynetwork"], default=None, help="default: inferred")
-    pe = sub.add_parser("export", help="write the four generated code lists")
-    pe.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    args = p.parse_args(argv)
-    if args.cmd == "info":
-        _info(args.code, args.family)
-    else:
-        _export(args.out)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m hp_scaling.dags info|export ...` keeps working; the CLI is dag_tool.py
     from common.cli import run_main
+    from hp_scaling.dag_tool import main
 
     run_main(main)

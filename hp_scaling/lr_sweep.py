@@ -8,25 +8,32 @@ Under ``mpirun -n R`` the (architecture, seed) items are dealt round-robin; rank
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
 import traceback
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from common.cli import ArgumentParser, positive_float, positive_int, run_main
-from common.runs import Run, progress
+from common.cli import (
+    ArgumentParser,
+    UsageError,
+    add_run_args,
+    announce_resume,
+    check_range,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
+from common.runs import open_run, progress
 from common.runtime import resolve_device
-from hp_scaling.dags import parse_code
+from hp_scaling.cli_args import add_model_args, add_seed_args, checked_codes, seeds_of, skipped_line, split_by_path
 from hp_scaling.loaders import load_data
-from hp_scaling.models import build_model
-from hp_scaling.scaling import INITS, NoPathError, path_sum
-from hp_scaling.stacked import STACK_MODES, train_lrs
-from hp_scaling.sweep import (
+from hp_scaling.maxlr import (
     CRITERIA,
     Item,
     chain_codes,
@@ -38,16 +45,21 @@ from hp_scaling.sweep import (
     random_topologies,
     read_partial,
 )
+from hp_scaling.models import build_model
+from hp_scaling.stacked import STACK_MODES, train_lrs
+from hp_scaling.tables import write_table
+
+PAPER, EXPERIMENT = "hp_scaling", "lr_sweep"
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="Grid-search the max LR of DAG architectures (Chen et al., ICLR 2024, step 1)")
     g = p.add_argument_group("architectures")
-    g.add_argument("--arch", choices=["mlp", "cnn", "tinynetwork"], default="mlp", help="model family")
+    g.add_argument("--arch", choices=["mlp", "cnn"], default="mlp", help="model family (NB201: nb201_compare.py)")
     sel = g.add_mutually_exclusive_group()
     sel.add_argument("--dags", nargs="+", metavar="CODE", help="DAG codes to sweep")
-    sel.add_argument("--depth_chain", nargs="+", type=int, metavar="K", help="depth chains with K Linear edges")
-    sel.add_argument("--random_topologies", type=positive_int, metavar="M", help="R2 selection (spec 6), at most M")
+    sel.add_argument("--depth_chain", nargs="+", type=nonneg_int, metavar="K", help="chains with K Linear edges")
+    sel.add_argument("--random_topologies", type=positive_int, metavar="M", help="R2 selection, at most M (§5.2)")
     g.add_argument("--chain_nodes", type=positive_int, default=None, metavar="N", help="chain nodes (max K + 1)")
     g.add_argument("--per_bin", type=positive_int, default=4, metavar="INT", help="codes per multiplier bin")
     g.add_argument("--topology_seed", type=int, default=0, metavar="INT", help="permutation seed of the walk")
@@ -61,59 +73,40 @@ def build_parser() -> ArgumentParser:
     d.add_argument("--batch_size", type=positive_int, default=16, metavar="INT", help="minibatch size")
     d.add_argument("--epochs", type=positive_int, default=1, metavar="INT", help="epochs per LR")
     d.add_argument("--steps", type=positive_int, default=None, metavar="INT", help="cap on steps per LR")
-    d.add_argument("--momentum", type=float, default=0.0, metavar="MU", help="SGD momentum")
-    d.add_argument("--weight_decay", type=float, default=0.0, metavar="WD", help="SGD weight decay")
-    m = p.add_argument_group("model")
-    m.add_argument("--init", choices=INITS, default="paper", help="init convention (spec 3.2)")
-    m.add_argument("--block", choices=["auto", "pre", "post"], default="auto", help="block order")
-    m.add_argument("--act", choices=["relu", "gelu"], default="relu", help="activation")
-    m.add_argument("--bn", action="store_true", help="BatchNorm after each Linear/Conv edge")
-    m.add_argument("--depth_offset", default="auto", metavar="auto|INT", help="L_p = k_p + offset (eq. 8)")
-    m.add_argument("--all_skip", choices=["count", "reference"], default="count", help="all-skip DAG rule")
-    m.add_argument("--kernel_base", type=positive_int, default=3, metavar="Q", help="kernel of the base net")
+    d.add_argument("--momentum", type=nonneg_float, default=0.0, metavar="MU", help="SGD momentum")
+    d.add_argument("--weight_decay", type=nonneg_float, default=0.0, metavar="WD", help="SGD weight decay")
+    add_model_args(p.add_argument_group("model"))
     s = p.add_argument_group("grid and selection")
-    s.add_argument("--lr_min", type=float, default=0.00390625, metavar="LR", help="smallest LR")
-    s.add_argument("--lr_max", type=float, default=4.0, metavar="LR", help="largest LR")
+    s.add_argument("--lr_min", type=positive_float, default=0.00390625, metavar="LR", help="smallest LR")
+    s.add_argument("--lr_max", type=positive_float, default=4.0, metavar="LR", help="largest LR")
     s.add_argument("--steps_per_octave", type=positive_int, default=4, metavar="INT", help="grid density")
     s.add_argument("--lrs", nargs="+", type=positive_float, default=None, metavar="LR", help="explicit grid")
     s.add_argument("--criterion", choices=CRITERIA, default="mean_loss", help="found-LR rule")
     s.add_argument("--stack", choices=STACK_MODES, default="auto", help="stacked training mode")
     s.add_argument("--max_stack", type=positive_int, default=None, metavar="G", help="LRs per stack (memory)")
-    r = p.add_argument_group("run")
-    r.add_argument("--seed", type=int, default=0, metavar="INT", help="first seed")
-    r.add_argument("--repeat", type=positive_int, default=3, metavar="INT", help="seeds seed..seed+repeat-1")
-    r.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S", help="explicit seeds")
-    r.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N")
+    add_run_args(p, tensorboard=False)
+    r = p.add_argument_group("seeds and resume")
+    add_seed_args(r, repeat=3)
+    r.add_argument("--seeds", nargs="+", type=nonneg_int, default=None, metavar="S", help="explicit seeds")
     r.add_argument("--threads", type=positive_int, default=1, metavar="INT", help="torch threads per rank")
-    r.add_argument("--out", default="results/hp_scaling/lr_sweep", metavar="DIR", help="output root")
-    r.add_argument("--name", default=None, metavar="NAME", help="run name (default: from the settings)")
     r.add_argument("--resume", action="store_true", help="skip items completed in partial/rank*.jsonl")
-    r.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return p
 
 
 def _codes(args) -> tuple[list[str], str]:
-    fam = "cnn" if args.arch == "cnn" else "mlp"
-    if args.arch == "tinynetwork":
-        raise ValueError("lr_sweep supports --arch mlp|cnn (NB201 cells: use nb201_compare.py)")
+    fam = args.arch
     if args.depth_chain:
-        if any(k < 0 for k in args.depth_chain):
-            raise ValueError(f"--depth_chain values must be >= 0, got {args.depth_chain}")
+        if args.chain_nodes is not None and max(args.depth_chain) > args.chain_nodes - 1:
+            need = max(args.depth_chain) + 1
+            raise UsageError(f"--depth_chain {need - 1} needs --chain_nodes >= {need}, got {args.chain_nodes}")
         codes = chain_codes(args.depth_chain, args.chain_nodes)
     elif args.random_topologies:
         codes = random_topologies(args.random_topologies, args.per_bin, args.topology_seed, args.linear_only)
     else:
         codes = args.dags or random_topologies(None, args.per_bin, args.topology_seed, args.linear_only)
-    ok = []
-    for c in codes:
-        parse_code(c, fam)
-        try:
-            path_sum(c, fam)
-            ok.append(c)
-        except NoPathError:
-            print(f"skipping {c}: no input-to-output path (status=no_path)")
-    if not ok:
-        raise ValueError("no requested DAG has an input-to-output path")
+    ok, no_path = split_by_path(checked_codes(codes, fam), fam)
+    if no_path:
+        print(skipped_line(no_path))
     return list(dict.fromkeys(ok)), family_base(ok, fam)
 
 
@@ -126,15 +119,6 @@ def _default_name(args) -> str:
     return f"{args.arch}-{args.dataset}-{sel}-W{args.width}-{args.init}-BS{args.batch_size}-E{args.epochs}"
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-
-
 def _plots(run, table, rows, lrs, corr) -> None:
     from hp_scaling.plots import plot_loss_vs_lr, plot_pred_vs_found
 
@@ -142,21 +126,83 @@ def _plots(run, table, rows, lrs, corr) -> None:
     run.save_figure(plot_loss_vs_lr(rows, lrs), "loss_vs_lr.png")
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    t0 = time.time()
-    for name, v in (("--momentum", args.momentum), ("--weight_decay", args.weight_decay)):
-        if v < 0:
-            raise ValueError(f"{name} must be >= 0, got {v}")
-    if args.depth_offset != "auto" and not args.depth_offset.isdigit():
-        raise ValueError(f"--depth_offset must be auto or a positive integer, got {args.depth_offset!r}")
-    depth_offset = args.depth_offset if args.depth_offset == "auto" else int(args.depth_offset)
-    lrs = sorted(args.lrs) if args.lrs else lr_grid(args.lr_min, args.lr_max, args.steps_per_octave)
-    seeds = args.seeds if args.seeds is not None else list(range(args.seed, args.seed + args.repeat))
+@dataclass
+class Plan:
+    """What one invocation sweeps: codes (plus the family's base code), kernels, seeds and the LR grid."""
+
+    codes: list[str]
+    base: str
+    qs: list[int]
+    seeds: list[int]
+    lrs: list[float]
+
+    @property
+    def all_codes(self) -> list[str]:
+        return self.codes + ([self.base] if self.base not in self.codes else [])
+
+    def items(self) -> list[Item]:
+        return [Item(c, q, s) for c in self.all_codes for q in self.qs for s in self.seeds]
+
+
+def make_plan(args) -> Plan:
+    """Validate the selection and the grid (bad input: UsageError) and list the items."""
+    if args.lrs:
+        lrs = sorted(args.lrs)
+    else:
+        check_range(args.lr_min, args.lr_max, "--lr_min/--lr_max", strict=True)
+        lrs = lr_grid(args.lr_min, args.lr_max, args.steps_per_octave)
     codes, base = _codes(args)
     qs = args.kernel_sizes if args.arch == "cnn" else [1]
     if args.arch == "cnn" and args.kernel_base not in qs:
         qs = [args.kernel_base, *qs]
+    return Plan(codes, base, qs, seeds_of(args), lrs)
+
+
+def sweep_item(args, it: Item, data, device) -> dict:
+    """Train every LR of the grid for one (code, q, seed) item; the row stored in partial/rank<r>.jsonl."""
+    torch.manual_seed(item_seed(it.code, it.q, it.seed))
+    model = build_model(
+        args.arch,
+        it.code,
+        in_shape=data.in_shape,
+        num_classes=data.num_classes,
+        width=args.width,
+        init=args.init,
+        block=args.block,
+        act=args.act,
+        bn=args.bn,
+        kernel_size=it.q,
+    ).to(device)
+    res = train_lrs(
+        model,
+        data,
+        args.plan_lrs,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps=args.steps,
+        seed=it.seed,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        stack=args.stack,
+        max_stack=args.max_stack,
+    )
+    return {
+        "key": it.key,
+        "code": it.code,
+        "q": it.q,
+        "seed": it.seed,
+        "mean_loss": res.mean_loss.tolist(),
+        "final_loss": res.final_loss.tolist(),
+        "diverged_step": list(res.diverged_step),
+        "steps": res.steps,
+    }
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    t0 = time.time()
+    plan = make_plan(args)
+    args.plan_lrs = plan.lrs
     device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     np.finfo(np.float32), np.finfo(np.float64)  # cache before flushing denormals (numpy warns otherwise)
@@ -167,64 +213,28 @@ def main(argv=None):
 
     rank, size = mpi_rank(), mpi_size()
     comm = mpi_comm() if size > 1 else None
-    name = args.name or _default_name(args)
-    out_dir = Path(args.out) / name
+    config = {k: v for k, v in vars(args).items() if k != "plan_lrs"}
+    config.update(lrs=plan.lrs, codes=plan.codes, base=plan.base)
+    run = open_run(PAPER, EXPERIMENT, config, name=args.name or _default_name(args), root=args.out)
+    partial = run.path / "partial"
     if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        Run(out_dir).write_json("config.json", {**vars(args), "lrs": lrs, "codes": codes, "base": base})
+        partial.mkdir(parents=True, exist_ok=True)
         if not args.resume:
-            for f in (out_dir / "partial").glob("rank*.jsonl"):
+            for f in partial.glob("rank*.jsonl"):
                 f.unlink()
     if comm is not None:
         comm.Barrier()
-    (out_dir / "partial").mkdir(parents=True, exist_ok=True)
-    done = read_partial(out_dir / "partial") if args.resume else {}
-    all_codes = codes + ([base] if base not in codes else [])
-    items = [Item(c, q, s) for c in all_codes for q in qs for s in seeds]
-    mine = [it for i, it in enumerate(items) if i % size == rank and it.key not in done]
+    partial.mkdir(parents=True, exist_ok=True)
+    done = read_partial(partial) if args.resume else {}
+    if args.resume and done and rank == 0:
+        announce_resume(partial, f"{len(done)} of {len(plan.items())} items")
+    mine = [it for i, it in enumerate(plan.items()) if i % size == rank and it.key not in done]
     error = ""
     try:
-        part = out_dir / "partial" / f"rank{rank}.jsonl"
-        for it in progress(mine, desc=f"lr_sweep rank {rank}", disable=args.no_progress):
-            torch.manual_seed(item_seed(it.code, it.q, it.seed))
-            model = build_model(
-                args.arch,
-                it.code,
-                in_shape=data.in_shape,
-                num_classes=data.num_classes,
-                width=args.width,
-                init=args.init,
-                block=args.block,
-                act=args.act,
-                bn=args.bn,
-                kernel_size=it.q,
-            ).to(device)
-            res = train_lrs(
-                model,
-                data,
-                lrs,
-                batch_size=args.batch_size,
-                epochs=args.epochs,
-                steps=args.steps,
-                seed=it.seed,
-                momentum=args.momentum,
-                weight_decay=args.weight_decay,
-                stack=args.stack,
-                max_stack=args.max_stack,
-            )
-            row = {
-                "key": it.key,
-                "code": it.code,
-                "q": it.q,
-                "seed": it.seed,
-                "mean_loss": res.mean_loss.tolist(),
-                "final_loss": res.final_loss.tolist(),
-                "diverged_step": list(res.diverged_step),
-                "steps": res.steps,
-            }
-            with open(part, "a") as f:
-                f.write(json.dumps(row) + "\n")
-                f.flush()
+        with open(partial / f"rank{rank}.jsonl", "a") as handle:
+            for it in progress(mine, desc=f"lr_sweep rank {rank}", disable=args.no_progress):
+                handle.write(json.dumps(sweep_item(args, it, data, device)) + "\n")
+                handle.flush()
     except Exception as exc:  # reported by rank 0; partial files are kept
         error = f"rank {rank}: {type(exc).__name__}: {exc}"
         if size == 1:
@@ -235,59 +245,55 @@ def main(argv=None):
         return 0
     failed = [e for e in errors if e]
     if failed:
-        raise RuntimeError("; ".join(failed) + f" (partial results kept in {out_dir / 'partial'})")
-    return _finish(args, out_dir, codes, base, qs, seeds, lrs, data.num_classes, depth_offset, size, t0)
-
-
-def _finish(args, out_dir, codes, base, qs, seeds, lrs, num_classes, depth_offset, size, t0):
-    run = Run(out_dir)
+        raise RuntimeError("; ".join(failed) + f" (partial results kept in {partial})")
     run.started = t0
-    rows = read_partial(out_dir / "partial")
-    all_codes = codes + ([base] if base not in codes else [])
+    return _finish(args, run, plan, data.num_classes, size)
+
+
+def _finish(args, run, plan: Plan, num_classes: int, size: int) -> int:
+    """Gather the partial rows into losses.csv, found.csv, summary.json and the two figures."""
+    rows = read_partial(run.path / "partial")
     loss_rows = []
-    for c in all_codes:
-        for q in qs:
-            for s in seeds:
-                r = rows[Item(c, q, s).key]
-                for lr, ml, fl, dv in zip(lrs, r["mean_loss"], r["final_loss"], r["diverged_step"]):
-                    loss_rows.append(
-                        {"code": c, "q": q, "seed": s, "lr": lr, "mean_loss": ml, "final_loss": fl, "diverged_step": dv}
-                    )
+    for it in plan.items():
+        r = rows[it.key]
+        for lr, ml, fl, dv in zip(plan.lrs, r["mean_loss"], r["final_loss"], r["diverged_step"]):
+            loss_rows.append(
+                {"code": it.code, "q": it.q, "seed": it.seed, "lr": lr, "mean_loss": ml, "final_loss": fl}
+                | {"diverged_step": dv}
+            )
     table = found_table(
         rows,
-        all_codes,
-        qs,
-        seeds,
+        plan.all_codes,
+        plan.qs,
+        plan.seeds,
         args.arch,
-        lrs,
+        plan.lrs,
         criterion=args.criterion,
         num_classes=num_classes,
-        depth_offset=depth_offset,
+        depth_offset=args.depth_offset,
         all_skip=args.all_skip,
         kernel_base=args.kernel_base,
-        base=base,
+        base=plan.base,
     )
-    _write_csv(out_dir / "losses.csv", loss_rows)
-    _write_csv(out_dir / "found.csv", table)
+    write_table(run.path / "losses.csv", loss_rows)
+    write_table(run.path / "found.csv", table)
     for r in table:
         if r["at_edge"] != "-":
             print(f"warning: found LR of {r['code']} (q={r['q']}) at the {r['at_edge']} edge of the grid")
-    exclude = () if base in codes else (base,)
-    corr = correlations(table, exclude=exclude)
-    listed = [r for r in table if r["code"] in codes]
+    corr = correlations(table, exclude=() if plan.base in plan.codes else (plan.base,))
+    listed = [r for r in table if r["code"] in plan.codes]
     first, last = listed[0]["found_lr"], listed[-1]["found_lr"]
-    base_row = next(r for r in table if r["code"] == base)
     summary = {
         **corr,
         "chain_ratio_first_last": first / last if last and math.isfinite(last) else math.nan,
-        "lr_base": base_row["found_lr"],
+        "lr_base": next(r for r in table if r["code"] == plan.base)["found_lr"],
         "found_lr": {f"{r['code']}|{r['q']}": r["found_lr"] for r in table},
         "n_items": len(rows),
-        "n_lrs": len(lrs),
+        "n_lrs": len(plan.lrs),
         "n_ranks": size,
-        "wall_s": round(time.time() - t0, 3),
+        "wall_s": round(time.time() - run.started, 3),
     }
-    _plots(run, table, loss_rows, lrs, corr)
+    _plots(run, table, loss_rows, plan.lrs, corr)
     print(
         f"r(offset 3) = {corr['pearson_off3']:.3f}  r(offset 1) = {corr['pearson_off1']:.3f}  "
         f"lr_base = {summary['lr_base']:.4g}  first/last = {summary['chain_ratio_first_last']:.3g}"

@@ -8,8 +8,6 @@ Baseline: PyTorch default init, --baseline_lr. Ours: --init paper|reference and 
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 import statistics
@@ -18,14 +16,27 @@ from pathlib import Path
 
 import torch
 
-from common.cli import ArgumentParser, nonneg_int, positive_float, positive_int, run_main
-from common.runs import Run, progress
+from common.cli import ArgumentParser, add_run_args, announce_resume, positive_float, positive_int, run_main
+from common.runs import open_run, progress
 from common.runtime import resolve_device
-from hp_scaling.dags import all_codes, arch_str_to_code, code_to_arch_str, parse_code, random_order
+from hp_scaling.cli_args import (
+    add_seed_args,
+    add_sgd_args,
+    check_sgd,
+    checked_codes,
+    read_reference_csv,
+    seeds_of,
+    skipped_line,
+    split_by_path,
+)
+from hp_scaling.dags import all_codes, code_to_arch_str, random_order
 from hp_scaling.loaders import AUG_PAD, load_data
 from hp_scaling.models import TinyNetwork
 from hp_scaling.scaling import NoPathError, lr_multiplier
+from hp_scaling.tables import write_table
 from hp_scaling.train import TrainConfig, train
+
+PAPER, EXPERIMENT = "hp_scaling", "nb201_compare"
 
 TOP_K = (100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 5, 1)
 
@@ -47,40 +58,26 @@ def build_parser() -> ArgumentParser:
     t.add_argument("--data", default="data", metavar="DIR", help="dataset root")
     t.add_argument("--width", type=positive_int, default=16, metavar="C", help="channels of the first stage")
     t.add_argument("--cells_per_stage", type=positive_int, default=5, metavar="N", help="cells per stage")
-    t.add_argument("--epochs", type=positive_int, default=200, metavar="INT", help="epochs")
-    t.add_argument("--steps", type=positive_int, default=None, metavar="INT", help="1 epoch, stop after this many")
-    t.add_argument("--batch_size", type=positive_int, default=256, metavar="INT", help="minibatch size")
-    t.add_argument("--momentum", type=float, default=0.9, metavar="MU", help="SGD momentum")
-    t.add_argument("--weight_decay", type=float, default=5e-4, metavar="WD", help="SGD weight decay")
-    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True, help="Nesterov momentum")
-    t.add_argument("--decreasing_lr", action=argparse.BooleanOptionalAction, default=True, help="cosine decay")
-    t.add_argument("--aug", action=argparse.BooleanOptionalAction, default=True, help="flip + padded crop")
+    add_sgd_args(t, epochs=200, batch_size=256, momentum=0.9, weight_decay=5e-4, toggles_on=True)
     r = p.add_argument_group("recipes")
     r.add_argument("--baseline_lr", type=positive_float, default=0.1, metavar="LR", help="baseline LR")
     r.add_argument(
         "--baseline_init", choices=["torch", "paper", "reference", "he"], default="torch", help="baseline init"
     )
     r.add_argument("--lr", type=positive_float, default=0.46, metavar="LR", help="base LR of ours (x multiplier)")
-    r.add_argument("--init", choices=["paper", "reference"], default="paper", help="init of ours (spec 3.2)")
+    r.add_argument("--init", choices=["paper", "reference"], default="paper", help="init of ours (DESIGN.md §3)")
     r.add_argument("--reference_csv", default=None, metavar="CSV", help="arch_str,acc table for Kendall tau")
-    u = p.add_argument_group("run")
-    u.add_argument("--seed", type=nonneg_int, default=0, metavar="INT", help="first seed")
-    u.add_argument("--repeat", type=positive_int, default=1, metavar="INT", help="seeds seed..seed+repeat-1")
-    u.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | cuda:N")
-    u.add_argument("--out", default="results/hp_scaling/nb201_compare", metavar="DIR", help="output root")
-    u.add_argument("--name", default=None, metavar="NAME", help="run name (default: from the settings)")
+    add_run_args(p, tensorboard=False)
+    u = p.add_argument_group("seeds and resume")
+    add_seed_args(u)
     u.add_argument("--resume", action="store_true", help="skip finished (cell, seed, recipe) items")
-    u.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return p
 
 
 def select_cells(cells, num_cells: int, cell_seed: int) -> list[str]:
     """Explicit cells (codes or arch strings), or the first ``num_cells`` with a path in the seeded order."""
     if cells:
-        out = [arch_str_to_code(c) if c.startswith("|") else c for c in cells]
-        for c in out:
-            parse_code(c, "nb201")
-        return out
+        return checked_codes(cells, "nb201")
     pool = all_codes("nb201")
     out = []
     for i in random_order(len(pool), cell_seed):
@@ -142,107 +139,69 @@ def summarize(cells: list[dict], reference: dict | None = None) -> dict:
     }
 
 
-def _read_reference(path) -> dict:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "arch_str" not in rows[0] or "acc" not in rows[0]:
-        raise ValueError(f"--reference_csv {path} needs columns arch_str,acc")
-    acc = {r["arch_str"]: float(r["acc"]) for r in rows}
-    if max(acc.values()) > 1.5:  # percent -> fraction
-        acc = {k: v / 100 for k, v in acc.items()}
-    return acc
+def _train_one(args, data, code: str, seed: int, recipe: str, aug_pad: int, device) -> dict:
+    """Train one (cell, seed, recipe); the row stored in partial.jsonl."""
+    train_data, test_data = data
+    lr = args.lr * lr_multiplier(code, "nb201") if recipe == "ours" else args.baseline_lr
+    torch.manual_seed(seed)
+    net = TinyNetwork(
+        code,
+        C=args.width,
+        N=args.cells_per_stage,
+        num_classes=train_data.num_classes,
+        in_ch=train_data.in_shape[0],
+        init=args.init if recipe == "ours" else args.baseline_init,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        decreasing_lr=args.decreasing_lr,
+        aug_pad=aug_pad,
+        seed=seed,
+    )
+    res = train(net.to(device), train_data, test_data, cfg)
+    return {
+        "key": f"{code}|{seed}|{recipe}",
+        "code": code,
+        "seed": seed,
+        "recipe": recipe,
+        "lr": lr,
+        "status": res.status,
+        "acc": res.final_test_acc if res.status == "ok" else math.nan,
+        "wall_s": res.wall_s,
+    }
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    t0 = time.time()
-    if args.momentum < 0 or args.weight_decay < 0:
-        raise ValueError("--momentum and --weight_decay must be >= 0")
-    if args.nesterov and args.momentum <= 0:
-        raise ValueError("--nesterov needs --momentum > 0; pass --no_nesterov")
-    reference = _read_reference(args.reference_csv) if args.reference_csv else None
-    device = resolve_device(args.device)
-    cells = select_cells(args.cells, args.num_cells, args.cell_seed)
-    ok = []
-    for c in cells:
-        try:
-            lr_multiplier(c, "nb201")
-            ok.append(c)
-        except NoPathError:
-            print(f"skipping {c}: no input-to-output path (status=no_path)")
-    if not ok:
-        raise NoPathError("no requested cell has an input-to-output path")
-    train_data = load_data(args.dataset, "train", args.data).to(device)
-    test_data = load_data(args.dataset, "test", args.data).to(device)
-    aug_pad = AUG_PAD.get(args.dataset, 0) if args.aug else 0
-    if args.aug and not aug_pad:
-        print(f"note: --aug ignored for {args.dataset}")
-    name = args.name or f"nb201-{args.dataset}-W{args.width}-{args.init}-E{args.epochs}-BS{args.batch_size}"
-    out = Path(args.out) / name
-    out.mkdir(parents=True, exist_ok=True)
-    run = Run(out)
-    run.write_json("config.json", {**vars(args), "cells": ok})
-    part = out / "partial.jsonl"
+def _read_done(part: Path, resume: bool) -> dict:
+    """Finished items of an earlier run (--resume), else an empty table (and the old file removed)."""
     done = {}
-    if args.resume and part.exists():
+    if resume and part.exists():
         for line in part.read_text().splitlines():
             try:
                 row = json.loads(line)
                 done[row["key"]] = row
             except (json.JSONDecodeError, KeyError):
                 continue
+        announce_resume(part, f"{len(done)} finished (cell, seed, recipe) items")
     elif part.exists():
         part.unlink()
-    seeds = list(range(args.seed, args.seed + args.repeat))
-    items = [(c, s, rec) for c in ok for s in seeds for rec in ("base", "ours")]
-    for code, seed, rec in progress(items, desc="nb201", disable=args.no_progress):
-        key = f"{code}|{seed}|{rec}"
-        if key in done:
-            continue
-        mult = lr_multiplier(code, "nb201")
-        lr = args.lr * mult if rec == "ours" else args.baseline_lr
-        torch.manual_seed(seed)
-        net = TinyNetwork(
-            code,
-            C=args.width,
-            N=args.cells_per_stage,
-            num_classes=train_data.num_classes,
-            in_ch=train_data.in_shape[0],
-            init=args.init if rec == "ours" else args.baseline_init,
-        )
-        cfg = TrainConfig(
-            epochs=args.epochs,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            nesterov=args.nesterov,
-            decreasing_lr=args.decreasing_lr,
-            aug_pad=aug_pad,
-            seed=seed,
-        )
-        res = train(net.to(device), train_data, test_data, cfg)
-        row = {
-            "key": key,
-            "code": code,
-            "seed": seed,
-            "recipe": rec,
-            "lr": lr,
-            "status": res.status,
-            "acc": res.final_test_acc if res.status == "ok" else math.nan,
-            "wall_s": res.wall_s,
-        }
-        done[key] = row
-        with open(part, "a") as f:
-            f.write(json.dumps(row) + "\n")
+    return done
+
+
+def cell_table(cells: list[str], seeds: list[int], done: dict, lr: float) -> list[dict]:
+    """One row per cell: multiplier, our LR, accuracy per recipe and seed, their means and the gain."""
     table = []
-    for c in ok:
+    for c in cells:
         rec = {
             "code": c,
             "arch_str": code_to_arch_str(c),
             "multiplier": lr_multiplier(c, "nb201"),
-            "lr_ours": args.lr * lr_multiplier(c, "nb201"),
+            "lr_ours": lr * lr_multiplier(c, "nb201"),
         }
         for r in ("base", "ours"):
             accs = [done[f"{c}|{s}|{r}"]["acc"] for s in seeds]
@@ -251,10 +210,39 @@ def main(argv=None) -> int:
             rec[f"acc_{r}"] = statistics.fmean(accs)
         rec["gain"] = rec["acc_ours"] - rec["acc_base"]
         table.append(rec)
-    with open(out / "cells.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
+    return table
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.time()
+    check_sgd(args)
+    reference = read_reference_csv(args.reference_csv) if args.reference_csv else None
+    device = resolve_device(args.device)
+    cells = select_cells(args.cells, args.num_cells, args.cell_seed)
+    train_data = load_data(args.dataset, "train", args.data).to(device)
+    test_data = load_data(args.dataset, "test", args.data).to(device)
+    ok, no_path = split_by_path(cells, "nb201")
+    if no_path:
+        print(skipped_line(no_path))
+    aug_pad = AUG_PAD.get(args.dataset, 0) if args.aug else 0
+    if args.aug and not aug_pad:
+        print(f"note: --aug ignored for {args.dataset}")
+    name = args.name or f"nb201-{args.dataset}-W{args.width}-{args.init}-E{args.epochs}-BS{args.batch_size}"
+    run = open_run(PAPER, EXPERIMENT, {**vars(args), "cells": ok}, name=name, root=args.out)
+    part = run.path / "partial.jsonl"
+    done = _read_done(part, args.resume)
+    seeds = seeds_of(args)
+    items = [(c, s, rec) for c in ok for s in seeds for rec in ("base", "ours")]
+    for code, seed, rec in progress(items, desc="nb201", disable=args.no_progress):
+        if f"{code}|{seed}|{rec}" in done:
+            continue
+        row = _train_one(args, (train_data, test_data), code, seed, rec, aug_pad, device)
+        done[row["key"]] = row
+        with open(part, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    table = cell_table(ok, seeds, done, args.lr)
+    write_table(run.path / "cells.csv", table)
     finite = [c for c in table if math.isfinite(c["gain"])]
     summary = summarize(finite, reference)
     summary.update(

@@ -10,7 +10,6 @@ drawn from generators seeded by (seed, epoch), so a resumed CPU run is bit-ident
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from torch import nn
 
 from common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hp_scaling.loaders import ArrayData, batch_order
+from hp_scaling.tables import write_table
 
 __all__ = ["TrainConfig", "TrainResult", "WarmupCosine", "evaluate", "lr_factor", "per_class_recall", "top1", "train"]
 
@@ -136,13 +136,72 @@ class TrainResult:
     steps: list = field(default_factory=list)
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+@dataclass
+class _State:
+    """The loop's mutable state, saved in and restored from checkpoint.pt."""
+
+    history: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    epoch: int = 0
+    best: float = 0.0
+    status: str = "ok"
+
+
+CHECKPOINT_VERSION = 1
+
+
+def _restore(ckpt: Path, model, opt, sched) -> _State:
+    state = load_checkpoint(ckpt)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return _State(state["history"], state["steps"], state["epoch"], state["best"], state.get("status", "ok"))
+
+
+def _save(ckpt: Path, model, opt, sched, st: _State, model_args: dict | None) -> None:
+    save_checkpoint(
+        ckpt,
+        {
+            "version": CHECKPOINT_VERSION,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": rng_state(),
+            "epoch": st.epoch,
+            "history": st.history,
+            "steps": st.steps,
+            "best": st.best,
+            "status": st.status,
+            "model_args": model_args or {},
+        },
+    )
+
+
+def train_epoch(model, opt, sched, data: ArrayData, cfg: TrainConfig, epoch: int, steps_per_epoch: int, st: _State):
+    """One epoch of SGD; appends per-step rows to ``st.steps``; returns (mean loss, accuracy) or None if diverged."""
+    batches = batch_order(len(data), cfg.batch_size, cfg.seed, epoch, drop_last=False)[:steps_per_epoch]
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch + 1)
+    tot, correct, seen = 0.0, 0, 0
+    for i, idx in enumerate(batches):
+        xb, yb = data.batch(idx, cfg.aug_pad, gen)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        lr_now = opt.param_groups[0]["lr"]
+        step = epoch * steps_per_epoch + i
+        if not torch.isfinite(loss):
+            st.status = "diverged"
+            st.steps.append({"epoch": epoch, "step": step, "lr": lr_now, "loss": math.inf})
+            return None
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += loss.item() * len(yb)
+        correct += (out.argmax(1) == yb).sum().item()
+        seen += len(yb)
+        st.steps.append({"epoch": epoch, "step": step, "lr": lr_now, "loss": loss.item()})
+    return tot / max(seen, 1), correct / max(seen, 1)
 
 
 def train(
@@ -167,85 +226,44 @@ def train(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
     )
     sched = WarmupCosine(opt, steps_per_epoch, epochs, cfg.warmup, cfg.decreasing_lr)
-    history, step_rows, start, best, status = [], [], 0, 0.0, "ok"
     ckpt = out_dir / "checkpoint.pt" if out_dir is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        history, step_rows, start, best = state["history"], state["steps"], state["epoch"], state["best"]
-        status = state.get("status", "ok")
+    st = _restore(ckpt, model, opt, sched) if resume and ckpt is not None and ckpt.exists() else _State()
     model.train()
-    epoch = start
-    for epoch in range(start, epochs if status == "ok" else start):
-        batches = batch_order(len(train_data), cfg.batch_size, cfg.seed, epoch, drop_last=False)[:steps_per_epoch]
-        gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch + 1)
-        tot, correct, seen = 0.0, 0, 0
-        for i, idx in enumerate(batches):
-            xb, yb = train_data.batch(idx, cfg.aug_pad, gen)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb)
-            lr_now = opt.param_groups[0]["lr"]
-            if not torch.isfinite(loss):
-                status = "diverged"
-                step_rows.append({"epoch": epoch, "step": epoch * steps_per_epoch + i, "lr": lr_now, "loss": math.inf})
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.item() * len(yb)
-            correct += (out.argmax(1) == yb).sum().item()
-            seen += len(yb)
-            step_rows.append({"epoch": epoch, "step": epoch * steps_per_epoch + i, "lr": lr_now, "loss": loss.item()})
-        if status != "ok":
+    while st.status == "ok" and st.epoch < epochs:
+        fit = train_epoch(model, opt, sched, train_data, cfg, st.epoch, steps_per_epoch, st)
+        if fit is None:
             break
         ev = evaluate(model, test_data)
-        best = max(best, ev["test_acc"])
+        st.best = max(st.best, ev["test_acc"])
+        st.epoch += 1
         row = {
-            "epoch": epoch + 1,
-            "step": (epoch + 1) * steps_per_epoch,
+            "epoch": st.epoch,
+            "step": st.epoch * steps_per_epoch,
             "lr": opt.param_groups[0]["lr"],
-            "train_loss": tot / max(seen, 1),
-            "train_acc": correct / max(seen, 1),
+            "train_loss": fit[0],
+            "train_acc": fit[1],
             "test_loss": ev["test_loss"],
             "test_acc": ev["test_acc"],
         }
         if cfg.per_class_acc:
             row["test_acc_per_class"] = ev["test_acc_per_class"]
-        history.append(row)
+        st.history.append(row)
         if progress is not None:
             progress(row)
         if ckpt is not None:
-            save_checkpoint(
-                ckpt,
-                {
-                    "version": 1,
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": rng_state(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "steps": step_rows,
-                    "best": best,
-                    "status": status,
-                    "model_args": model_args or {},
-                },
-            )
+            _save(ckpt, model, opt, sched, st, model_args)
     if out_dir is not None:
-        _write_rows(out_dir / "metrics.csv", history)
-        _write_rows(out_dir / "steps.csv", step_rows)
-    last = history[-1] if history else {}
+        for name, rows in (("metrics.csv", st.history), ("steps.csv", st.steps)):
+            if rows:
+                write_table(out_dir / name, rows)
+    last = st.history[-1] if st.history else {}
     return TrainResult(
-        status,
+        st.status,
         last.get("test_acc", math.nan),
-        best if history else math.nan,
+        st.best if st.history else math.nan,
         last.get("train_loss", math.nan),
-        len(history),
+        len(st.history),
         time.time() - t0,
-        history,
-        step_rows,
+        st.history,
+        st.steps,
     )

@@ -6,6 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from common.cli import run_main
+from hp_scaling.dag_tool import main
 from hp_scaling.dags import (
     InvalidCodeError,
     all_codes,
@@ -15,7 +17,6 @@ from hp_scaling.dags import (
     depth_histogram,
     enumerate_paths,
     histogram_from_dfs,
-    main,
     parse_code,
     path_moments,
     random_order,
@@ -131,3 +132,30 @@ def test_info_prints_paths_and_multipliers(capsys):
     main(["info", "2_22_222_2222"])
     out = capsys.readouterr().out
     assert "paths 8" in out and "0.137409" in out and "0.049629" in out, "issue acceptance: dags info"
+
+
+def test_export_to_unwritable_folder_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        run_main(main, ["export", "--out", "/proc/forbidden"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, f"bad --out is exit 2 with one line, got {err}"
+    assert "/proc/forbidden" in err[0] and "[Errno" not in err[0], "the line names the folder, not a raw errno"
+
+
+def test_dags_does_not_import_scaling():
+    """dags.py is the bottom layer: scaling.py imports it, never the other way (no import circle)."""
+    import ast
+    from pathlib import Path
+
+    import hp_scaling.dags as dags
+
+    tree = ast.parse(Path(dags.__file__).read_text())
+    imported = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    top_level = {(n.module or "") for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert "hp_scaling.scaling" not in imported, "dags.py must not import scaling.py"
+    assert not any(m.startswith("hp_scaling.") for m in top_level), "dags.py imports nothing of hp_scaling at load"

@@ -14,7 +14,7 @@ import pytest
 
 from common.cli import run_main
 from hp_scaling.lr_sweep import main
-from hp_scaling.sweep import lr_grid, random_topologies, select_lr
+from hp_scaling.maxlr import lr_grid, random_topologies, select_lr
 
 REPO = Path(__file__).resolve().parents[2]
 R1 = (
