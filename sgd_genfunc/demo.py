@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from common.report import DemoRow
+from sgd_genfunc.claims import run
 from sgd_genfunc.plots import plot
-from sgd_genfunc.reproduction import run
 
 PAPER_FIGURES = {
     "R1": "MNIST (ref. README): NN, linearized, SD+1 overlap at b=10; SD-1 overshoots",

@@ -7,15 +7,15 @@ summary.json.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 
 import numpy as np
 import torch
 
-from common.cli import UsageError, add_run_args, nonneg_int, positive_int, run_main
-from sgd_genfunc import scripting as S
+from common.cli import UsageError, check_range, nonneg_int, positive_int, run_main
+from common.runtime import resolve_device
+from sgd_genfunc import scripting
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import (
     classify_phase,
@@ -32,7 +32,7 @@ from sgd_genfunc.theory import (
 
 
 def build_parser():
-    p = S.make_parser(__doc__.split("\n")[0])
+    p = scripting.make_parser(__doc__.split("\n")[0])
     p.add_argument("--nu", type=float, default=1.5, metavar="NU", help="spectral exponent")
     p.add_argument("--kappa", type=float, nargs="+", default=[0.5, 1, 2, 3, 4], metavar="K", help="target exponents")
     p.add_argument("--N", type=int, default=100000, metavar="N", help="modes")
@@ -43,9 +43,7 @@ def build_parser():
     p.add_argument("--tau", type=float, default=1.0, metavar="TAU", help="SD parameter")
     p.add_argument("--fit_min", type=float, default=300, metavar="T0", help="fit window start")
     p.add_argument("--fit_max", type=float, default=0, metavar="T1", help="fit window end (0: n_steps)")
-    add_run_args(p)
-    p.set_defaults(seed=42)
-    p.add_argument("--save_dir", default=None, metavar="DIR", help="run dir")
+    scripting.add_run_block(p)
     return p
 
 
@@ -66,22 +64,34 @@ def main(argv=None):
     from common.plotting import new_figure, save_figure, use_style
 
     args = build_parser().parse_args(argv)
-    if args.N < 2 or args.nu <= 0 or any(k <= 0 for k in args.kappa) or args.lr < 0:
-        raise UsageError("need --N >= 2, --nu > 0, --kappa > 0 and --lr >= 0")
+    if args.N < 2:
+        raise UsageError(f"--N must be >= 2, got {args.N}")
+    if args.nu <= 0 or any(k <= 0 for k in args.kappa):
+        raise UsageError(f"--nu and --kappa must be > 0, got {args.nu}, {args.kappa}")
+    if args.lr < 0:
+        raise UsageError(f"--lr must be >= 0, got {args.lr}")
+    if args.batch_size > args.N:
+        raise UsageError(f"--batch_size must lie in [1, N={args.N}], got {args.batch_size}")
+    t1 = args.fit_max or args.n_steps
+    check_range(args.fit_min, t1, "--fit_min, --fit_max", strict=True)
+    device = resolve_device(args.device)
     g = gamma(args.N, args.batch_size)
     t0 = time.time()
     args.resume = False
-    run = S.open_script_run("phase_exponents", args)
+    run = scripting.open_script_run("phase_exponents", args)
     lam = power_law_spectrum(args.N, args.nu)
     cs = torch.stack([power_law_coefficients(args.N, k) for k in args.kappa])
-    res = sd_run(lam, cs, args.n_steps, args.lr, args.momentum, g, args.tau)
+    with scripting.progress_bar(args, args.n_steps, "SD steps") as bar:
+        loss = sd_run(
+            lam.to(device), cs.to(device), args.n_steps, args.lr, args.momentum, g, args.tau, on_steps=bar.update
+        )
+    loss = loss.loss.cpu()
     t = np.arange(args.n_steps + 1)
-    t1 = args.fit_max or args.n_steps
     rows = []
     use_style()
     fig, ax = new_figure(f"SD curves, nu = {args.nu}", "step t", "L_t")
     for i, kappa in enumerate(args.kappa):
-        L = res.loss[i].numpy()
+        L = loss[i].numpy()
         slope = fit_slope(t, L, args.fit_min, t1)
         pred = prediction(lam, cs[i], kappa, args.nu, args.N, args.lr, args.momentum, g, args.tau, args.n_steps)
         rows.append(
@@ -102,15 +112,12 @@ def main(argv=None):
     ax.plot(args.kappa, [-r["fitted"] for r in rows], "o", label="fitted")
     ax.legend()
     save_figure(fig, run.path / "exponents.png")
-    with open(run.path / "exponents.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    scripting.log_table(run, "exponents", rows)
     run.finish(
         {
-            "rows": [{k: S.finite(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
+            "rows": [{k: scripting.finite(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows],
             "N": args.N,
-            "wall_time_s": S.wall(t0),
+            "wall_time_s": scripting.wall(t0),
         }
     )
     return 0

@@ -8,25 +8,21 @@ from __future__ import annotations
 
 import time
 
-from common.cli import UsageError, add_run_args, csv_list, run_main
-from sgd_genfunc import scripting as S
+from common.cli import UsageError, csv_list, run_main
+from sgd_genfunc import scripting
+from sgd_genfunc.claims import ALL, run
 from sgd_genfunc.plots import plot
-from sgd_genfunc.reproduction import ALL, run
 
 DEMO_ROWS = ("R1", "R2", "R3", "R4", "R5")
 
 
 def build_parser():
-    p = S.make_parser(__doc__.split("\n")[0])
+    p = scripting.make_parser(__doc__.split("\n")[0])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="demo sizes (make demo), rows R1-R5")
     g.add_argument("--ci", action="store_true", help="the spec's CI sizes (slow tests)")
     p.add_argument("--only", type=csv_list(str), default=None, metavar="R1,R3", help="run only these rows")
-    add_run_args(p)
-    p.set_defaults(seed=42)
-    p.add_argument(
-        "--save_dir", default=None, metavar="DIR", help="run dir (default results/sgd_genfunc/reproduce/...)"
-    )
+    scripting.add_run_block(p, devices=("cpu",))  # the presets are sized for the CPU; GPU commands: README
     return p
 
 
@@ -42,21 +38,23 @@ def report_markdown(reps) -> str:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     preset = "demo" if args.quick else ("ci" if args.ci else "full")
-    rows = args.only or (list(DEMO_ROWS) if args.quick else list(ALL))
+    rows = [r.strip().upper() for r in args.only] if args.only else (list(DEMO_ROWS) if args.quick else list(ALL))
     unknown = [r for r in rows if r not in ALL]
     if unknown:
         raise UsageError(f"unknown rows {unknown}; choose from {', '.join(ALL)}")
-    args.resume, args.out = False, args.out
-    run_dir = S.open_script_run("reproduce", args)
+    run_dir = scripting.open_script_run("reproduce", args)
     t0 = time.time()
     reps = []
+    bar = scripting.progress_bar(args, len(rows), "claims")
     for rid in rows:
-        rep = run(rid, preset)
+        rep = run(rid, preset, seed=args.seed)
         plot(rep, run_dir.path)
         reps.append(rep)
-        print(f"{rid}: {rep.verdict} ({rep.size})", flush=True)
+        bar.update(1)
+        bar.write(f"{rid}: {rep.verdict} ({rep.size})")
+    bar.close()
     (run_dir.path / "report.md").write_text(report_markdown(reps))
-    run_dir.finish({"preset": preset, "rows": [r.summary() for r in reps], "wall_time_s": S.wall(t0)})
+    run_dir.finish({"preset": preset, "rows": [r.summary() for r in reps], "wall_time_s": scripting.wall(t0)})
     return 0
 
 

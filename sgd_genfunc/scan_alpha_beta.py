@@ -13,18 +13,19 @@ import time
 import numpy as np
 import torch
 
-from common.cli import UsageError, add_run_args, nonneg_int, positive_float, positive_int, run_main
-from sgd_genfunc import scripting as S
-from sgd_genfunc.reproduction import Reproduction
+from common.cli import UsageError, check_range, nonneg_int, positive_float, positive_int, run_main
+from common.runtime import resolve_device
+from sgd_genfunc import scripting
+from sgd_genfunc.claims import Reproduction
 from sgd_genfunc.theory import critical_alpha, gamma, sd_run
 
 
 def build_parser():
-    p = S.make_parser(__doc__.split("\n")[0])
+    p = scripting.make_parser(__doc__.split("\n")[0])
     p.add_argument("--nu", type=float, default=1.5, metavar="NU", help="spectral exponent")
     p.add_argument("--kappa", type=float, default=3.0, metavar="KAPPA", help="target exponent")
     p.add_argument("--tau", type=float, default=1.0, metavar="TAU", help="SD parameter")
-    p.add_argument("--batch_size", type=int, nargs="+", default=[1, 10], metavar="B", help="batch sizes")
+    p.add_argument("--batch_size", type=positive_int, nargs="+", default=[1, 10], metavar="B", help="batch sizes")
     p.add_argument("--alpha_max", type=positive_float, default=4.0, metavar="A", help="largest alpha")
     p.add_argument("--n_alpha", type=positive_int, default=40, metavar="K", help="alpha grid size")
     p.add_argument("--beta_min", type=float, default=-1.0, metavar="B", help="beta range start")
@@ -33,9 +34,7 @@ def build_parser():
     p.add_argument("--N", type=int, default=1000, metavar="N", help="modes")
     p.add_argument("--n_steps", type=nonneg_int, default=2000, metavar="T", help="steps")
     p.add_argument("--lambda_min", type=float, default=0.0, metavar="L", help="spectrum floor")
-    add_run_args(p)
-    p.set_defaults(seed=42)
-    p.add_argument("--save_dir", default=None, metavar="DIR", help="run dir")
+    scripting.add_run_block(p)
     return p
 
 
@@ -48,20 +47,37 @@ def main(argv=None):
         raise UsageError(f"--N must be >= 2, got {args.N}")
     if args.nu <= 0 or args.kappa <= 0:
         raise UsageError(f"--nu and --kappa must be > 0, got {args.nu}, {args.kappa}")
+    if any(b > args.N for b in args.batch_size):
+        raise UsageError(f"--batch_size must lie in [1, N={args.N}], got {args.batch_size}")
+    if not 0.0 <= args.lambda_min < 1.0:
+        raise UsageError(f"--lambda_min must lie in [0, 1), got {args.lambda_min}")
+    check_range(args.beta_min, args.beta_max, "--beta_min, --beta_max", strict=True)
+    device = resolve_device(args.device)
     gs = [gamma(args.N, b) for b in args.batch_size]
     t0 = time.time()
     args.resume = False
-    run = S.open_script_run("scan_alpha_beta", args)
+    run = scripting.open_script_run("scan_alpha_beta", args)
     lam = power_law_spectrum(args.N, args.nu, args.lambda_min)
     c = power_law_coefficients(args.N, args.kappa)
+    lam_dev, c_dev = lam.to(device), c.to(device)
     alphas = args.alpha_max * np.arange(1, args.n_alpha + 1) / args.n_alpha
     edges = np.linspace(args.beta_min, args.beta_max, args.n_beta + 1)
     betas = 0.5 * (edges[1:] + edges[:-1])
     A, B = np.meshgrid(alphas, betas, indexing="ij")
     ratios, a_cs, summary = [], [], []
+    bar = scripting.progress_bar(args, args.n_steps * len(gs), "SD steps")
     for b, g in zip(args.batch_size, gs):
-        res = sd_run(lam, c, args.n_steps, torch.tensor(A.ravel()), torch.tensor(B.ravel()), g, args.tau)
-        r = (res.loss[:, -1] / res.loss[:, 0]).numpy().reshape(A.shape)
+        res = sd_run(
+            lam_dev,
+            c_dev,
+            args.n_steps,
+            torch.tensor(A.ravel()),
+            torch.tensor(B.ravel()),
+            g,
+            args.tau,
+            on_steps=bar.update,
+        )
+        r = (res.loss[:, -1] / res.loss[:, 0]).cpu().numpy().reshape(A.shape)
         a_c = critical_alpha(lam, betas, g, args.tau)
         ratios.append(r)
         a_cs.append(a_c)
@@ -73,6 +89,7 @@ def main(argv=None):
             lam=lam, alphas=alphas, betas=betas, maps={b: dict(ratio=r, alpha_c=a_c, best=(alphas[i], betas[j]))}
         )
         plot_r6(rep, run.path / f"heatmap_b{b}.png")
+    bar.close()
     np.savez(
         run.path / "losses_2d.npz",
         alphas=alphas,
@@ -81,7 +98,7 @@ def main(argv=None):
         ratio=np.stack(ratios),
         alpha_c=np.stack(a_cs),
     )
-    run.finish({"minima": summary, "N": args.N, "nu": args.nu, "kappa": args.kappa, "wall_time_s": S.wall(t0)})
+    run.finish({"minima": summary, "N": args.N, "nu": args.nu, "kappa": args.kappa, "wall_time_s": scripting.wall(t0)})
     return 0
 
 

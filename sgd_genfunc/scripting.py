@@ -1,11 +1,9 @@
-"""What every sgd_genfunc script shares (spec 4): flags, problem building, the config grid, the run directory,
+"""What every sgd_genfunc script shares (DESIGN.md §4): flags, problem building, the config grid, the run directory,
 per-config resume files, metrics.csv, loss.png and summary rows. Scripts stay thin: parse, build, run, write.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
@@ -22,9 +20,10 @@ from common.cli import (
     add_run_args,
     expand_grid,
     nonneg_int,
+    positive_float,
     positive_int,
 )
-from common.runs import Run, open_run
+from common.runs import Run, open_run, progress
 from common.runtime import resolve_device, seed_everything, set_threads
 
 PAPER = "sgd_genfunc"
@@ -36,8 +35,18 @@ def make_parser(description: str) -> ArgumentParser:
     return ArgumentParser(description=description)
 
 
+def add_run_block(parser: ArgumentParser, devices: tuple[str, ...] | None = None) -> None:
+    """The run flags of common.cli (seed 42 as in the seed, --device validated, no --tensorboard: these scripts write
+    curves, not per-step event streams) and the seed's --save_dir (the run folder itself)."""
+    add_run_args(parser, devices=devices, tensorboard=False)
+    parser.set_defaults(seed=42)
+    parser.add_argument(
+        "--save_dir", default=None, metavar="DIR", help="run dir (default <out>/sgd_genfunc/<script>/<name>)"
+    )
+
+
 def add_common_args(parser: ArgumentParser, n_steps: int = 10000) -> None:
-    """Flags of spec 4 shared by all training scripts (grid, sizes, run dir, resume)."""
+    """Flags of DESIGN.md §4 shared by all training scripts (grid, sizes, run dir, resume)."""
     g = parser.add_argument_group("grid (every combination with --aggr_type prod, paired with zip)")
     g.add_argument("--lr", type=float, nargs="+", default=[1.0], metavar="ALPHA", help="step sizes alpha (E2 units)")
     g.add_argument("--momentum", type=float, nargs="+", default=[0.0], metavar="BETA", help="momenta beta")
@@ -47,14 +56,28 @@ def add_common_args(parser: ArgumentParser, n_steps: int = 10000) -> None:
     s.add_argument("--n_steps", type=nonneg_int, default=n_steps, metavar="T", help="SGD steps")
     s.add_argument("--N", type=int, default=1000, metavar="N", help="train-set size")
     s.add_argument("--replacement", action="store_true", help="draw batch indices with replacement (gamma = 1/b)")
-    add_run_args(parser)
-    parser.set_defaults(seed=42)
+    add_run_block(parser)
     r = parser.add_argument_group("run directory")
-    r.add_argument(
-        "--save_dir", default=None, metavar="DIR", help="run dir (default results/sgd_genfunc/<script>/<name>)"
-    )
     r.add_argument("--workers", type=nonneg_int, default=0, metavar="K", help="torch threads (0: common default)")
     r.add_argument("--resume", action="store_true", help="skip configs already stored in the run dir")
+
+
+def add_lr_scale_arg(parser: ArgumentParser) -> None:
+    """--lr_scale of the network scripts (train_nn, train_4_regimes*): torch lr = alpha * S."""
+    parser.add_argument(
+        "--lr_scale",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="NN lr = alpha * S (default N / lambda_max of the initial empirical NTK)",
+    )
+
+
+def add_basis_arg(parser) -> None:
+    """--basis of the synthetic kernel scripts (train_linearized, train_full)."""
+    parser.add_argument(
+        "--basis", choices=("orthogonal", "hadamard"), default="orthogonal", help="synthetic eigenvectors"
+    )
 
 
 def add_data_args(
@@ -81,8 +104,18 @@ def add_data_args(
 def add_schedule_args(parser: ArgumentParser) -> None:
     s = parser.add_argument_group("schedule")
     s.add_argument("--sched", choices=("constant", "jacobi"), default="constant", help="constant or Jacobi alpha/beta")
-    s.add_argument("--a", type=float, default=1.0, metavar="A", help="Jacobi parameter a")
-    s.add_argument("--b", type=float, default=1.0, metavar="B", help="Jacobi parameter b")
+    s.add_argument("--a", type=float, default=1.0, metavar="A", help="Jacobi parameter a (> -1)")
+    s.add_argument("--b", type=float, default=1.0, metavar="B", help="Jacobi parameter b (> -1)")
+
+
+def step_schedules(cfg: dict, args) -> tuple:
+    """(alpha, beta) of one config: the constants, or the Jacobi schedules alpha_n, beta_n (--sched jacobi, whose
+    base step is the config's alpha; its beta is ignored)."""
+    if getattr(args, "sched", "constant") == "jacobi":
+        from sgd_genfunc.schedules import JacobiScheduleA, JacobiScheduleB
+
+        return JacobiScheduleA(cfg["alpha"], args.a, args.b), JacobiScheduleB(args.a, args.b)
+    return cfg["alpha"], cfg["beta"]
 
 
 def add_tracking_args(parser: ArgumentParser) -> None:
@@ -108,6 +141,10 @@ def setup(args) -> torch.device:
         raise UsageError(f"--nu must be > 0, got {args.nu}")
     if getattr(args, "kappa", 1.0) <= 0:
         raise UsageError(f"--kappa must be > 0, got {args.kappa}")
+    if not 0.0 <= getattr(args, "lambda_min", 0.0) < 1.0:
+        raise UsageError(f"--lambda_min must lie in [0, 1), got {args.lambda_min}")
+    if getattr(args, "sched", "constant") == "jacobi" and (args.a <= -1 or args.b <= -1):
+        raise UsageError(f"--sched jacobi needs --a > -1 and --b > -1, got {args.a}, {args.b}")
     set_threads(args.workers or None)
     seed_everything(args.seed)
     return resolve_device(args.device)
@@ -131,12 +168,9 @@ def build_problem(args, device=None):
     from sgd_genfunc.problems import KernelProblem, real_problem, spectral_data, synthetic_problem
 
     if getattr(args, "from_saved", False):
-        if not args.data_path or not Path(args.data_path).is_file():
-            raise MissingInputError(f"--from_saved needs an existing --data_path, got {args.data_path!r}")
-        saved = torch.load(args.data_path, map_location="cpu", weights_only=False)
-        K, y = torch.as_tensor(saved["NTK_train_train"]).double(), torch.as_tensor(saved["target_train_train"])
-        lam, U, c, lm = spectral_data(K, -y.double().reshape(-1))
-        prob = KernelProblem(K / lm, -y.double().reshape(-1), lam, U, c, lm, None, y, None)
+        K, y = load_saved_kernel(args.data_path)
+        lam, U, c, lm = spectral_data(K, -y)
+        prob = KernelProblem(K / lm, -y, lam, U, c, lm, None, y, None)
     elif args.dataset == "synthetic":
         basis = getattr(args, "basis", "orthogonal")
         prob = synthetic_problem(args.N, args.nu, args.kappa, args.lambda_min, args.kappa_clamp, basis, args.seed)
@@ -148,16 +182,48 @@ def build_problem(args, device=None):
     return prob
 
 
+SAVED_KERNEL_KEYS = ("NTK_train_train", "target_train_train")
+
+
+def load_saved_kernel(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K, y) from a --data_path file: a torch file holding plain tensors under NTK_train_train, target_train_train.
+
+    Loaded with ``weights_only=True``: a file that needs anything but tensors and plain containers (a pickled object
+    that would run code) is refused with one line (exit 2), and nothing in it is executed.
+    """
+    import pickle
+
+    if not path or not Path(path).is_file():
+        raise MissingInputError(f"--from_saved needs an existing --data_path, got {path!r}")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--data_path {path}: not a plain tensor file, refused to load ({first})") from None
+    if not isinstance(saved, dict) or any(not isinstance(saved.get(k), torch.Tensor) for k in SAVED_KERNEL_KEYS):
+        raise UsageError(f"--data_path {path}: need a dict of tensors with keys {', '.join(SAVED_KERNEL_KEYS)}")
+    K, y = saved["NTK_train_train"].double(), saved["target_train_train"].double().reshape(-1)
+    if K.ndim != 2 or K.shape != (y.shape[0], y.shape[0]):
+        raise UsageError(f"--data_path {path}: NTK_train_train {tuple(K.shape)} does not match {y.shape[0]} targets")
+    return K, y
+
+
 def open_script_run(script: str, args) -> Run:
-    """The run dir: --save_dir if given, else results/sgd_genfunc/<script>/<name> (common.runs)."""
+    """The run dir: <out>/sgd_genfunc/<script>/<name> (common.runs.open_run), or the seed's --save_dir, which names
+    the run folder itself (the seed's meaning, kept)."""
     config = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     if args.save_dir:
         path = Path(args.save_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        run = Run(path)
-        run.write_json("config.json", config)
-        return run
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--save_dir {path} exists and is not a folder")
+        # open_run builds <root>/<paper>/<experiment>/<name>; empty paper and experiment parts give the folder as is
+        return open_run("", "", config, name=path.name or None, root=path.parent)
     return open_run(PAPER, script, config, name=args.name, root=args.out)
+
+
+def progress_bar(args, total: int, desc: str):
+    """A tqdm bar (common.runs.progress) over `total` units, hidden by --no_progress."""
+    return progress(total=total, desc=desc, disable=args.no_progress, leave=False)
 
 
 class ConfigStore:
@@ -199,15 +265,32 @@ def log_steps(n_steps: int) -> np.ndarray:
 
 
 def write_metrics(run: Run, rows: list[tuple[tuple, str, int, torch.Tensor]], key_names: list[str], n_steps: int):
-    """metrics.csv in long form: config keys, regime, run, step, loss (spec 4)."""
+    """metrics.csv (and .jsonl) in long form through Run.log: config keys, regime, run, step, loss (DESIGN.md §4).
+
+    The files are rewritten from the stored configs, so a resumed run holds each row once.
+    """
+    for name in ("metrics.csv", "metrics.jsonl"):
+        (Path(run.path) / name).unlink(missing_ok=True)
     steps = log_steps(n_steps)
-    with open(Path(run.path) / "metrics.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([*key_names, "regime", "run", "step", "loss"])
-        for key, regime, r, curve in rows:
-            vals = curve.detach().cpu().double().numpy()
-            for s in steps[steps < len(vals)]:
-                w.writerow([*key, regime, r, int(s), repr(float(vals[s]))])
+    for key, regime, r, curve in rows:
+        vals = curve.detach().cpu().double().numpy()
+        for s in steps[steps < len(vals)]:
+            run.log(step=int(s), **dict(zip(key_names, key)), regime=regime, run=r, loss=float(vals[s]))
+
+
+def log_table(run: Run, name: str, rows: list[dict]) -> Path:
+    """Write `rows` as <name>.csv and <name>.jsonl through Run.log (the step column is the row index).
+
+    Run.log appends to metrics.csv; the finished table is moved to its own name, so call it before any other
+    Run.log of the script (the tables of tune_alpha_beta and phase_exponents).
+    """
+    for i, row in enumerate(rows):
+        run.log(step=i, **row)
+    target = Path(run.path) / f"{name}.csv"
+    if run.primary:
+        (Path(run.path) / "metrics.csv").replace(target)
+        (Path(run.path) / "metrics.jsonl").replace(target.with_suffix(".jsonl"))
+    return target
 
 
 def plot_losses(run: Run, curves: dict, title: str, name: str = "loss.png", max_panels: int = 12) -> None:
@@ -248,10 +331,6 @@ def sd_summary(key, curve: torch.Tensor, diverged_at: int, prob=None, cfg=None, 
 def first_divergence(curve: torch.Tensor) -> int:
     bad = ~torch.isfinite(torch.as_tensor(curve))
     return int(bad.nonzero()[0, 0]) if bool(bad.any()) else -1
-
-
-def write_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def wall(t0: float) -> float:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from common.cli import positive_float, run_main
+from common.cli import run_main
 from common.runs import progress
-from sgd_genfunc import scripting as S
+from sgd_genfunc import scripting
 from sgd_genfunc.problems import fit_power_laws, real_problem
 from sgd_genfunc.theory import classify_phase, gamma
 from sgd_genfunc.training import run_regimes
@@ -22,16 +22,10 @@ REGIMES = ("mlp", "mean_field", "gauss", "linearized")
 
 
 def build_parser(doc=__doc__):
-    p = S.make_parser(doc.split("\n")[0])
-    S.add_common_args(p)
-    S.add_data_args(p, S.NET_DATASETS, default="digits", synthetic=False)
-    p.add_argument(
-        "--lr_scale",
-        type=positive_float,
-        default=None,
-        metavar="S",
-        help="NN lr = alpha * S (default N / lambda_max of the initial empirical NTK)",
-    )
+    p = scripting.make_parser(doc.split("\n")[0])
+    scripting.add_common_args(p)
+    scripting.add_data_args(p, scripting.NET_DATASETS, default="digits", synthetic=False)
+    scripting.add_lr_scale_arg(p)
     return p
 
 
@@ -54,18 +48,18 @@ def plot_eig(run, prob, fit) -> None:
 def run_script(
     args, script: str, regimes, runs: dict, full_steps: int | None, pth_name: str, extra_data: dict, transform=None
 ):
-    device = S.setup(args)
+    device = scripting.setup(args)
     t0 = time.time()
-    run = S.open_script_run(script, args)
+    run = scripting.open_script_run(script, args)
     prob = real_problem(args.dataset, args.N, args.data_root, args.seed, args.hidden_dim, "mlp")
     N = prob.lam.shape[0]
     scale = args.lr_scale if args.lr_scale is not None else N / prob.lambda_max
     fit = fit_power_laws(prob.lam, prob.c)
-    store = S.ConfigStore(run, args.resume)
+    store = scripting.ConfigStore(run, args.resume)
     out, rows, summary_rows = {}, [], []
     bar = None if args.no_progress else (lambda it: progress(it, desc="NN steps", leave=False))
-    for c in S.configs(args):
-        key = S.config_key(c)
+    for c in scripting.configs(args):
+        key = scripting.config_key(c)
         res = store.get(key)
         if res is None:
             res = run_regimes(
@@ -79,12 +73,12 @@ def run_script(
             else:
                 rows.append((key, regime, 0, curve))
         g = gamma(N, c["b"], args.replacement)
-        row = S.sd_summary(key, next(v for v in res.values() if v.ndim == 1), -1, prob, c, g, 1.0)
-        row["final_loss"] = {k: S.finite(float(v.reshape(-1, v.shape[-1]).mean(0)[-1])) for k, v in res.items()}
-        row["diverged_at"] = {k: S.first_divergence(v.reshape(-1, v.shape[-1]).mean(0)) for k, v in res.items()}
+        row = scripting.sd_summary(key, next(v for v in res.values() if v.ndim == 1), -1, prob, c, g, 1.0)
+        row["final_loss"] = {k: scripting.finite(float(v.reshape(-1, v.shape[-1]).mean(0)[-1])) for k, v in res.items()}
+        row["diverged_at"] = {k: scripting.first_divergence(v.reshape(-1, v.shape[-1]).mean(0)) for k, v in res.items()}
         summary_rows.append(row)
-    S.save_pth(run, pth_name, transform(out) if transform else out)
-    S.save_pth(
+    scripting.save_pth(run, pth_name, transform(out) if transform else out)
+    scripting.save_pth(
         run,
         "data.pth",
         {
@@ -95,8 +89,8 @@ def run_script(
             **extra_data,
         },
     )
-    S.write_metrics(run, rows, ["b", "alpha", "beta"], args.n_steps)
-    S.plot_losses(run, out, f"{script} on {args.dataset} (N = {N})")
+    scripting.write_metrics(run, rows, ["b", "alpha", "beta"], args.n_steps)
+    scripting.plot_losses(run, out, f"{script} on {args.dataset} (N = {N})")
     plot_eig(run, prob, fit)
     diverged = [r["key"] for r in summary_rows if any(v >= 0 for v in r["diverged_at"].values())]
     run.finish(
@@ -107,7 +101,7 @@ def run_script(
             "lr_scale": scale,
             "fit": fit._asdict(),
             "phase": classify_phase(fit.nu, fit.kappa),
-            "wall_time_s": S.wall(t0),
+            "wall_time_s": scripting.wall(t0),
         }
     )
     return 0

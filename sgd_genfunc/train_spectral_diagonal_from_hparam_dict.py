@@ -8,51 +8,33 @@ The dict is a .pkl {(nu, kappa): alpha} or a .json {"nu,kappa": alpha}. Outputs:
 
 from __future__ import annotations
 
-import json
-import pickle
 import time
-from pathlib import Path
 
 import torch
 
-from common.cli import MissingInputError, UsageError, add_run_args, nonneg_int, positive_int, run_main
-from sgd_genfunc import scripting as S
+from common.cli import UsageError, nonneg_int, positive_int, run_main
+from common.runtime import resolve_device
+from sgd_genfunc import scripting
+from sgd_genfunc.hparams import read_hparam_dict
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import gamma, sd_run
 
 
 def build_parser():
-    p = S.make_parser(__doc__.split("\n")[0])
+    p = scripting.make_parser(__doc__.split("\n")[0])
     p.add_argument("--hparam_dict_path", required=True, metavar="F", help=".pkl or .json {(nu, kappa): alpha}")
     p.add_argument("--N", type=int, default=1000, metavar="N", help="number of modes")
     p.add_argument("--tau", type=float, default=1.0, metavar="TAU", help="SD parameter")
     p.add_argument("--momentum", type=float, nargs="+", default=[0.0], metavar="BETA", help="momenta")
     p.add_argument("--batch_size", type=positive_int, default=1, metavar="B", help="batch size")
     p.add_argument("--n_steps", type=nonneg_int, default=10000, metavar="T", help="steps")
-    add_run_args(p)
-    p.set_defaults(seed=42)
-    p.add_argument("--save_dir", default=None, metavar="DIR", help="run dir")
+    scripting.add_run_block(p)
     return p
 
 
 def load_hparams(path: str) -> dict[tuple[float, float], float]:
-    """Read {(nu, kappa): alpha} from .pkl or {"nu,kappa": alpha} from .json; ValueError if malformed."""
-    p = Path(path)
-    if not p.is_file():
-        raise MissingInputError(f"--hparam_dict_path not found: {path}")
-    try:
-        if p.suffix == ".json":
-            raw = json.loads(p.read_text())
-            out = {tuple(float(x) for x in k.split(",")): float(v) for k, v in raw.items()}
-        else:
-            with open(p, "rb") as fh:
-                raw = pickle.load(fh)
-            out = {(float(k[0]), float(k[1])): float(v) for k, v in raw.items()}
-    except Exception as exc:  # noqa: BLE001 - any parse failure is bad input
-        raise UsageError(f"malformed --hparam_dict_path {path}: {type(exc).__name__}: {exc}") from None
-    if not out or any(len(k) != 2 for k in out):
-        raise UsageError(f"malformed --hparam_dict_path {path}: need a non-empty {{(nu, kappa): alpha}} mapping")
-    return out
+    """{(nu, kappa): alpha} from .json or the seed's .pkl (read without running code: `sgd_genfunc.hparams`)."""
+    return read_hparam_dict(path)
 
 
 def main(argv=None):
@@ -60,14 +42,20 @@ def main(argv=None):
     hp = load_hparams(args.hparam_dict_path)
     if args.N < 2:
         raise UsageError(f"--N must be >= 2, got {args.N}")
+    if args.batch_size > args.N:
+        raise UsageError(f"--batch_size must lie in [1, N={args.N}], got {args.batch_size}")
+    device = resolve_device(args.device)
     g = gamma(args.N, args.batch_size)
     t0 = time.time()
-    args.resume = False
-    run = S.open_script_run("train_spectral_diagonal_from_hparam_dict", args)
+    run = scripting.open_script_run("train_spectral_diagonal_from_hparam_dict", args)
     curves, rows, summary = {}, [], []
+    bar = scripting.progress_bar(args, args.n_steps * len(hp), "SD steps")
     for (nu, kappa), alpha in hp.items():
-        lam, c = power_law_spectrum(args.N, nu), power_law_coefficients(args.N, kappa)
-        res = sd_run(lam, c, args.n_steps, alpha, torch.tensor(args.momentum, dtype=torch.float64), g, args.tau)
+        lam = power_law_spectrum(args.N, nu).to(device)
+        c = power_law_coefficients(args.N, kappa).to(device)
+        betas = torch.tensor(args.momentum, dtype=torch.float64)
+        res = sd_run(lam, c, args.n_steps, alpha, betas, g, args.tau, on_steps=bar.update)
+        res = res._replace(loss=res.loss.cpu(), diverged_at=res.diverged_at.cpu())
         for i, beta in enumerate(args.momentum):
             key = (nu, kappa, args.batch_size, alpha, beta)
             curves[key] = res.loss[i].clone()
@@ -75,18 +63,19 @@ def main(argv=None):
             summary.append(
                 {
                     "key": list(key),
-                    "final_loss": S.finite(float(res.loss[i, -1])),
+                    "final_loss": scripting.finite(float(res.loss[i, -1])),
                     "diverged_at": int(res.diverged_at[i]),
                 }
             )
-    S.save_pth(run, "loss_curves.pth", curves)
-    S.write_metrics(run, rows, ["nu", "kappa", "b", "alpha", "beta"], args.n_steps)
-    S.plot_losses(run, {k: {"SD": v} for k, v in curves.items()}, "SD curves at tuned alpha")
+    bar.close()
+    scripting.save_pth(run, "loss_curves.pth", curves)
+    scripting.write_metrics(run, rows, ["nu", "kappa", "b", "alpha", "beta"], args.n_steps)
+    scripting.plot_losses(run, {k: {"SD": v} for k, v in curves.items()}, "SD curves at tuned alpha")
     run.finish(
         {
             "configs": summary,
             "diverged": [r["key"] for r in summary if r["diverged_at"] >= 0],
-            "wall_time_s": S.wall(t0),
+            "wall_time_s": scripting.wall(t0),
         }
     )
     return 0

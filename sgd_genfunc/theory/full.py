@@ -109,11 +109,12 @@ def full_step_naive(C, J, P, K, alpha, beta, gamma, symmetrize: bool = True):
     return C_new, J_new, P_new
 
 
-def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str = "eig") -> FullResult:
+def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str = "eig", on_steps=None) -> FullResult:
     """Run (E3) for n_steps; alpha, beta, gamma are floats or callables of the step n >= 1.
 
     form="eig" (default) uses `full_step`; form="naive" uses `full_step_naive` on K~ = U diag(lam) U^T.
     L_t = tr(C_t)/(2N) (the trace is basis independent). Divergence as in `sd_run` (state frozen, loss +inf).
+    on_steps: called with 1 after every step (a progress bar's `update`).
     """
     if form not in ("eig", "naive"):
         raise ValueError(f"form must be 'eig' or 'naive', got {form!r}")
@@ -145,6 +146,8 @@ def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str
             loss[n:] = float("inf")
             break
         state = new
+        if on_steps is not None:
+            on_steps(1)
     if form == "naive":
         state = FullState(*(U.T @ X @ U for X in state[:3]))
     return FullResult(loss, diverged_at, state)

@@ -16,6 +16,7 @@ state is frozen there and later loss entries are +inf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -70,7 +71,7 @@ def _flat_coeff(x, G, N, dev) -> torch.Tensor:
     return torch.broadcast_to(t, (*G, N)).reshape(-1, N).contiguous()
 
 
-def _run_static(lam, c0, n_steps, params, G, trace, limit, diverged_at, track_every, tracked) -> None:
+def _run_static(lam, c0, n_steps, params, G, trace, limit, diverged_at, track_every, tracked, on_steps=None) -> None:
     """Constant-parameter SD run on flattened configs (views of the caller's outputs are filled in place).
 
     The coefficients of (E4) are precomputed per mode: p' = A1 c + B1 j + beta^2 p + src S, j' = beta j - a c + p',
@@ -112,6 +113,8 @@ def _run_static(lam, c0, n_steps, params, G, trace, limit, diverged_at, track_ev
                 tracked[active, n // track_every] = cs
         if n - t0 + 1 >= CHUNK or n == n_steps:
             dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
+            if on_steps is not None:
+                on_steps(n + 1 - t0)
             t0 = n + 1
             idx = torch.arange(trace.shape[0], device=dev) if active is None else active
             keep = ~dead[idx]
@@ -123,6 +126,8 @@ def _run_static(lam, c0, n_steps, params, G, trace, limit, diverged_at, track_ev
                     B1, m_a, b2, tb = (x[keep] for x in (B1, m_a, b2, tb))
                 if active.numel() == 0:
                     trace[:, n + 1 :] = float("inf")
+                    if on_steps is not None:
+                        on_steps(n_steps - n)
                     break
 
 
@@ -141,6 +146,26 @@ def _mark_divergence(trace, t0, t1, limit, diverged_at):
     return diverged_at >= 0
 
 
+def _run_scheduled(lam, c0, n_steps, params, trace, limit, diverged_at, track_every, tracked, on_steps=None) -> None:
+    """SD run with step-dependent parameters (schedules): `sd_step` with the values at each step n >= 1."""
+    dev = lam.device
+    state = sd_init(c0)
+    t0 = 1
+    for n in range(1, n_steps + 1):
+        values = [config_param(value_at(x, n), dev) for x in params]
+        state = sd_step(state, lam, *values)
+        trace[..., n] = state.c.sum(-1)
+        if track_every and n % track_every == 0:
+            tracked[..., n // track_every, :] = state.c
+        if n - t0 + 1 >= CHUNK or n == n_steps:
+            dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
+            if on_steps is not None:
+                on_steps(n + 1 - t0)
+            t0 = n + 1
+            if bool(dead.any()):
+                state = SDState(*(x.masked_fill(dead.unsqueeze(-1), 0.0) for x in state))
+
+
 def sd_run(
     lam,
     c,
@@ -150,6 +175,7 @@ def sd_run(
     gamma=1.0,
     tau=1.0,
     track_every: int = 0,
+    on_steps: Callable[[int], None] | None = None,
 ) -> SDResult:
     """Run (E4) for n_steps from c_k(0) = c, j = p = 0, for every config of the broadcast grid at once.
 
@@ -157,6 +183,7 @@ def sd_run(
         lam: (N,) eigenvalues of K~ in [0, 1]. c: (N,) or (*G, N) initial c_k (>= 0).
         alpha, beta, gamma, tau: floats, tensors of config shape G, or callables of the step n >= 1.
         track_every: store c_k every this many steps (0: off).
+        on_steps: called with the number of steps just done after every chunk (a progress bar's `update`).
 
     Notes: with constant scalars the coefficients of (E4) are precomputed per mode (about twelve tensor ops per
     step); with schedules `sd_step` is used.
@@ -190,19 +217,8 @@ def sd_run(
         tracked[..., 0, :] = c0
 
     if scheduled:
-        state = sd_init(c0)
-        t0 = 1
-        for n in range(1, n_steps + 1):
-            params = [config_param(value_at(x, n), dev) for x in (alpha, beta, gamma, tau)]
-            state = sd_step(state, lam, *params)
-            trace[..., n] = state.c.sum(-1)
-            if track_every and n % track_every == 0:
-                tracked[..., n // track_every, :] = state.c
-            if n - t0 + 1 >= CHUNK or n == n_steps:
-                dead = _mark_divergence(trace, t0, n + 1, limit, diverged_at)
-                t0 = n + 1
-                if bool(dead.any()):
-                    state = SDState(*(x.masked_fill(dead.unsqueeze(-1), 0.0) for x in state))
+        params = (alpha, beta, gamma, tau)
+        _run_scheduled(lam, c0, n_steps, params, trace, limit, diverged_at, track_every, tracked, on_steps)
     else:
         flat = (-1, n_steps + 1)
         tr_tracked = tracked.reshape(-1, tracked.shape[-2], N) if tracked is not None else None
@@ -217,6 +233,7 @@ def sd_run(
             diverged_at.reshape(-1),
             track_every,
             tr_tracked,
+            on_steps,
         )
     if tracked is not None:
         rows = torch.arange(tracked.shape[-2], device=dev) * track_every

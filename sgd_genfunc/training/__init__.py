@@ -8,7 +8,7 @@ from sgd_genfunc.training.linearized import (
     residual_gradient,
     train_linearized,
 )
-from sgd_genfunc.training.nn import train_nn
+from sgd_genfunc.training.nn import NNTrainOptions, train_nn
 from sgd_genfunc.training.regimes import run_regimes
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ResidualSGD",
     "residual_gradient",
     "train_linearized",
+    "NNTrainOptions",
     "train_nn",
     "run_regimes",
 ]

@@ -1,10 +1,11 @@
-"""The paper's four regimes on one kernel problem (spec 1, 3.9): the real net ("mlp"), sampled linearized dynamics
-("linearized"), the exact batch average ("full", E3) and the SD approximation (E4) with tau = +1 ("mean_field"),
-tau = -1 ("gauss") or any tau ("sd/tau=x").
+"""The paper's four regimes on one kernel problem (DESIGN.md §1, §3.9): the real net ("mlp"), sampled linearized
+dynamics ("linearized"), the exact batch average ("full", E3) and the SD approximation (E4) with tau = +1
+("mean_field"), tau = -1 ("gauss") or any tau ("sd/tau=x").
 
 Every config is a dict with keys b (batch size), alpha (step in (E2) units), beta (momentum). NN runs use
-lr = alpha * lr_scale with lr_scale = N / lambda_max(K_emp) unless given (spec 3.9), start from the problem's model
-(the same initial weights for every run) and draw batches from stream r of SeedSequence(seed), as linearized run r does.
+lr = alpha * lr_scale with lr_scale = N / lambda_max(K_emp) unless given (DESIGN.md §3.9), start from the problem's
+model (the same initial weights for every run) and draw batches from stream r of SeedSequence(seed), as
+linearized run r does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sgd_genfunc.theory.sampling import gamma as gamma_of
 from sgd_genfunc.theory.sd import sd_run
 from sgd_genfunc.training.batches import batch_streams
 from sgd_genfunc.training.linearized import ResidualSGD, train_linearized
-from sgd_genfunc.training.nn import train_nn
+from sgd_genfunc.training.nn import NNTrainOptions, train_nn
 
 SD_NAMES = {"mean_field": 1.0, "gauss": -1.0}
 
@@ -90,7 +91,7 @@ def run_regimes(
                     model = copy.deepcopy(problem.model).to(dev)
                     opt = torch.optim.SGD(model.parameters(), lr=alpha * scale, momentum=beta)
                     X, y = problem.X.to(dev), problem.y.to(dev)
-                    hist = train_nn(model, opt, X, y, n_steps, b, rng, progress=progress)
+                    hist = train_nn(model, opt, X, y, n_steps, b, rng, options=NNTrainOptions(progress=progress))
                     curves.append(hist["train/loss"])
                 res["mlp"] = torch.stack(curves)
             else:
