@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import all_batches, random_kernel, rel
+from sgd_helpers import all_batches, random_kernel, rel
 
 from sgd_genfunc.problems import hadamard_basis, power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import (
@@ -21,6 +21,11 @@ from sgd_genfunc.theory import (
 )
 from sgd_genfunc.theory.full import full_init
 from sgd_genfunc.training import ResidualSGD, batch_streams, train_linearized
+
+
+@pytest.fixture
+def kernel64():
+    return random_kernel(64, seed=1)
 
 
 def test_gamma_values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import rel
+from sgd_helpers import rel
 
 from sgd_genfunc.ntk import NTKTwoLayerMLP, empirical_ntk, lr_scale, ntk_mlp1, ntk_relu_infinite
 from sgd_genfunc.problems import (

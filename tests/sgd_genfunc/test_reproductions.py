@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgd_genfunc.reproduction import run
+from sgd_genfunc.claims import run
 
 
 def assert_rules(rep, min_rules: int) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
-from conftest import all_batches, random_kernel, rel
+from sgd_helpers import all_batches, random_kernel, rel
 
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.schedules import JacobiScheduleA, JacobiScheduleB, constant

@@ -1,11 +1,14 @@
-"""Shared builders for the sgd_genfunc tests: tiny spectra and kernels, built in the test, offline."""
+"""Shared builders for the sgd_genfunc tests: tiny spectra and kernels, built in the test, offline.
+
+A plain helper module with a basename unique under tests/ (pytest's prepend import mode puts each test folder on
+sys.path, so `from sgd_helpers import ...` works whichever test files run together); fixtures live in the tests.
+"""
 
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
-import pytest
 import torch
 
 from sgd_genfunc.problems import orthogonal_basis, power_law_coefficients, power_law_spectrum, synthetic_problem
@@ -31,8 +34,3 @@ def all_batches(N: int, b: int):
 def rel(a, b) -> float:
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
-
-
-@pytest.fixture
-def kernel64():
-    return random_kernel(64, seed=1)
