@@ -12,16 +12,19 @@ Ratios in common.bench's rows are baseline/ours; for the "<=" targets the row's 
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from common.bench import BenchReport
+from common.cli import ArgumentParser, apply_preset, check_range, device_arg, positive_int, run_main
+from common.report import stamp, write_stamped
+from line_search.demo import BENCH_STAMPED, bench_config
 from line_search.harness.data import load_task
 from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
 
@@ -141,27 +144,34 @@ def memory(device) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("--device", default="cpu", help="cpu|cuda")
-    p.add_argument("--steps", type=int, default=1000, help="timed run length (steps)")
-    p.add_argument("--first", type=int, default=300, help="untimed warm-up steps")
-    p.add_argument("--epochs", type=int, default=15, help="R1 epochs for B1/B2")
-    p.add_argument("--quick", action="store_true", help="smoke test: 60 steps, 3 epochs")
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", type=device_arg(("cpu", "cuda")), default="cpu", help="cpu|cuda")
+    p.add_argument("--steps", type=positive_int, default=1000, help="timed run length (steps)")
+    p.add_argument("--first", type=positive_int, default=300, help="untimed warm-up steps")
+    p.add_argument("--epochs", type=positive_int, default=15, help="R1 epochs for B1/B2")
+    p.add_argument("--quick", action="store_true", help="smoke test: 60 steps, 3 epochs (fills untyped flags only)")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps, args.first, args.epochs = 60, 20, 3
+        apply_preset(args, {"steps": 60, "first": 20, "epochs": 3}, p.explicit)
+    check_range(args.first, args.steps, "--first must be below --steps", strict=True)
     torch.set_num_threads(1)
     device = torch.device(args.device)
     rep = BenchReport("line_search")
     fw = forwards(args.epochs)
     s = fw["salsa_True"]
     late = s["forwards_per_step_after_200"] or s["forwards_per_step"]
-    rep.add("B1", "fwd/step SaLSa 201-645 (bound/ours)", 1.2, late, 1.0, f"whole run {s['forwards_per_step']:.2f}")
+    rep.add(
+        "B1",
+        "fwd/step SaLSa 201-645 (bound/ours)",
+        1.2,
+        late,
+        1.0,
+        f"whole run {s['forwards_per_step']:.2f}",
+        unit="fwd",
+    )
     for name in ("sls", "adamsls", "kensls", "salsa"):
         f = fw[f"{name}_False"]["forwards_per_step"]
-        rep.add("B2", f"fwd/step {name}, no speed-up (bound/ours)", 2.6, f, 1.0)
+        rep.add("B2", f"fwd/step {name}, no speed-up (bound/ours)", 2.6, f, 1.0, unit="fwd")
     t = timing(device, args.steps, args.first)
     rep.add("B3", "time/step Adam / SaLSa", t["adam"], t["salsa"], 0.8, f"SaLSa/Adam = {t['salsa'] / t['adam']:.2f}")
     if "naive" in t:
@@ -185,13 +195,23 @@ def main(argv=None) -> None:
     mem = memory(device)
     bound = mem["adam_state"] + mem["params"]
     for name in ("AdamSLS", "KenSLS", "SaLSa"):
-        rep.add("B5", f"bytes (Adam state + params) / {name}", bound, mem[name], 1.0)
+        rep.add("B5", f"bytes (Adam state + params) / {name}", bound, mem[name], 1.0, unit="B")
     if "peak_salsa" in mem:
         rep.add(
-            "B5", "CUDA peak (Adam step + params) / SaLSa", mem["peak_adam"] + mem["params"], mem["peak_salsa"], 1.0
+            "B5",
+            "CUDA peak (Adam step + params) / SaLSa",
+            mem["peak_adam"] + mem["params"],
+            mem["peak_salsa"],
+            1.0,
+            unit="B",
         )
     rep.finish()
+    # the demo's overhead row reads B3 only from this stamped copy (settings + code must match; DESIGN.md §11)
+    config = bench_config(args.steps, args.first, args.epochs, args.device)
+    write_stamped(
+        BENCH_STAMPED, {"rows": [asdict(r) for r in rep.rows]}, stamp("line_search", config, ("line_search",))
+    )
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

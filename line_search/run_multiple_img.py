@@ -1,6 +1,6 @@
-"""Image grid of the seed (spec 4.2): `python line_search/run_multiple_img.py` (digits + mlp = R1 of spec 6.1).
+"""Image grid of the seed (DESIGN.md §4.2), `python line_search/run_multiple_img.py`: R1 of DESIGN.md §6.1.
 
-`--paper`: CIFAR-10/100 (+ ImageNet when data/imagenet exists) on ResNet-50, 5 seeds (GPU).
+`--paper`: CIFAR-10/100 (+ ImageNet when <data_root>/imagenet exists) on ResNet-50, 5 seeds (GPU).
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.cli import UsageError, run_main
-from line_search.harness.grid import OURS, grid_main, rule_verdicts
+from line_search.grid_cli import grid_main
+from line_search.harness.grid import OURS, rule_verdicts
 
 DEFAULTS = {
     "datasets": ["digits"],
@@ -19,32 +20,27 @@ DEFAULTS = {
     "batch_size": 32,
     "sgd_lrs": [0.01, 0.03, 0.1, 0.3, 1.0],
 }
-PAPER = {
-    "datasets": ["cifar10", "cifar100"],
-    "models": ["resnet50"],
-    "optims": ["kensls", "adam", "adamsls", "salsa"],
-    "numexp": 5,
-    "epochs": 12,
-    "batch_size": 128,
-    "gas": 2,
-    "sgd_lrs": [0.1],
-}
 
 
-def _paper_defaults() -> dict:
-    out = dict(PAPER)
-    if Path("data/imagenet").is_dir():
-        out["datasets"] = [*PAPER["datasets"], "imagenet"]
-    return out
+def paper_preset(args) -> dict:
+    """--paper: the paper-scale grid; flags the user typed keep their values."""
+    datasets = ["cifar10", "cifar100"] + (["imagenet"] if (Path(args.data_root) / "imagenet").is_dir() else [])
+    return {
+        "datasets": datasets,
+        "models": ["resnet50"],
+        "optims": ["kensls", "adam", "adamsls", "salsa"],
+        "numexp": 5,
+        "epochs": 12,
+        "batch_size": 128,
+        "gradient_accumulation_steps": 2,
+        "sgd_lrs": [0.1],
+        "c": 0.5,
+        "beta": 0.9,
+        "adam_lrs": [1e-3],
+    }
 
 
 def _check_paper(args) -> None:
-    if args.c is None:
-        args.c = 0.5
-    if args.beta is None:
-        args.beta = 0.9
-    if args.adam_lrs == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]:
-        args.adam_lrs = [1e-3]
     from line_search.harness.data import load_task
 
     for name in args.datasets:
@@ -55,13 +51,13 @@ def _check_paper(args) -> None:
 
 
 def verdicts(groups: dict) -> dict:
-    """R1 (spec 6.1) when the grid holds digits with the four optimizers and the full Adam grid."""
+    """R1 (DESIGN.md §6.1) when the grid holds digits with the four optimizers and the full Adam grid."""
     r1 = rule_verdicts(groups["digits"], OURS, 0.015, "6.1") if "digits" in groups else None
     return {"R1": r1} if r1 else {}
 
 
 def main(argv=None) -> dict:
-    return grid_main(argv, "run_multiple_img", "img", DEFAULTS, _paper_defaults(), verdicts, _check_paper)
+    return grid_main(argv, "run_multiple_img", "img", DEFAULTS, paper_preset, verdicts, _check_paper)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,29 @@
-"""Grid runs of run_multiple.py / run_multiple_img.py (spec 4.2) and the section 6 verdicts.
+"""Grid runs of run_multiple.py / run_multiple_img.py (DESIGN.md §4.2) and the rule verdicts of DESIGN.md §6.
 
-Each run gets runs/<name>/config_gen.json (the seed's INI) and is trained in-process by line_search.main.main.
-Afterwards table.csv (one row per run), summary.json (mean/std per dataset x optimizer, verdicts) and plots are
-written into the aggregate folder.
+Each run gets <aggregate>/runs/<name>/ with config_gen.json (the seed's INI) and is trained in-process through
+line_search.harness.experiment. Afterwards table.csv (one row per run), summary.json (mean/std per dataset x
+optimizer, verdicts) and plots are written into the aggregate folder. The command line lives in line_search/grid_cli.py;
+this module logs progress to the ``line_search`` logger and prints nothing.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import statistics
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import UsageError, csv_list
+from common.cli import UsageError
+from common.runs import open_run, progress
 
-__all__ = ["GridRun", "add_grid_args", "expand", "run_grid", "aggregate", "rule_verdicts", "grid_main", "ADAM_GRID"]
+__all__ = ["GridRun", "GridSpec", "expand", "run_grid", "aggregate", "rule_verdicts", "write_outputs", "ADAM_GRID"]
+
+log = logging.getLogger(__name__)
 
 FINISHED = ("done", "diverged")
 ADAM_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -28,52 +34,25 @@ TABLE_FIELDS = (
 ).split()
 
 
-def _bool_list(text: str) -> list[bool | None]:
-    out = []
-    for item in text.split(","):
-        item = item.strip()
-        if item in ("True", "False"):
-            out.append(item == "True")
-        elif item.lower() in ("default", "none", ""):
-            out.append(None)
-        else:
-            raise ValueError(f"--speed_up takes True, False or default, got {item!r}")
-    return out
+@dataclass
+class GridSpec:
+    """The grid of DESIGN.md §4.2: (dataset, model) pairs x optimizers (x LR grids, x speed_up) x seeds."""
 
-
-def _opt_float(text: str) -> float | None:
-    return None if text.lower() in ("default", "none", "") else float(text)
-
-
-def add_grid_args(p, defaults: dict[str, Any]) -> None:
-    """The flags of spec 4.2 with this script's offline defaults."""
-    g = p.add_argument_group("grid")
-    g.add_argument("--datasets", type=csv_list(str), default=defaults["datasets"], help="datasets (comma list)")
-    g.add_argument("--models", type=csv_list(str), default=defaults["models"], help="models, paired with datasets")
-    g.add_argument("--optims", type=csv_list(str), default=defaults["optims"], help="optimizers (comma list)")
-    g.add_argument("--numexp", type=int, default=defaults["numexp"], help="seeds per configuration")
-    g.add_argument("--epochs", type=int, default=defaults["epochs"], help="epochs per run")
-    g.add_argument("--batch_size", type=int, default=defaults["batch_size"], help="mini-batch size")
-    g.add_argument("--gradient_accumulation_steps", type=int, default=defaults.get("gas", 1), help="micro-batches")
-    g.add_argument("--eval_every", type=int, default=1, help="epochs between full evaluations (last always)")
-    g.add_argument("--c", type=_opt_float, default=None, help="Armijo c (default: class default)")
-    g.add_argument("--beta", type=_opt_float, default=None, help="beta_s (default: class default)")
-    g.add_argument("--speed_up", type=_bool_list, default=[None], help="True,False or default (every *sls)")
-    g.add_argument("--adam_lrs", type=csv_list(float), default=list(ADAM_GRID), help="Adam learning rates")
-    g.add_argument("--sgd_lrs", type=csv_list(float), default=defaults["sgd_lrs"], help="SGD learning rates")
-    r = p.add_argument_group("run")
-    r.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    r.add_argument("--seed", type=int, default=0, help="run i uses seed + i")
-    r.add_argument("--out", metavar="DIR", default=None, help="aggregate dir (runs in DIR/runs/<name>/)")
-    r.add_argument("--name", default=None, help="aggregate folder name under results/line_search/<script>/")
-    r.add_argument("--data_root", default="data", help="dataset files")
-    r.add_argument("--resume", action="store_true", help="skip finished runs, resume partial ones")
-    r.add_argument("--dry_run", action="store_true", help="list the configs and exit")
-    r.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, Adam grid {1e-3} (smoke test)")
-    r.add_argument("--paper", action="store_true", help="the paper-scale grid of spec 4.2 (GPU)")
-    r.add_argument("--tensorboard", action="store_true", help="TensorBoard logs per run")
-    r.add_argument("--wandb", action="store_true", help="wandb logs per run (pip install wandb)")
-    r.add_argument("--no_progress", action="store_true", help="hide tqdm bars")
+    datasets: list[str]
+    models: list[str]
+    optims: list[str]
+    numexp: int = 1
+    epochs: int = 1
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    eval_every: int = 1
+    c: float | None = None
+    beta: float | None = None
+    speed_up: list[bool | None] = field(default_factory=lambda: [None])
+    adam_lrs: list[float] = field(default_factory=lambda: list(ADAM_GRID))
+    sgd_lrs: list[float] = field(default_factory=lambda: [0.1])
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # further config keys for every run (max_len, n_train, ...)
 
 
 @dataclass
@@ -87,81 +66,93 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
-def expand(args, kind: str, extra: dict[str, Any] | None = None) -> list[GridRun]:
-    """Grid of spec 4.2: (dataset, model) pairs x optimizers (x LR grid for adam/sgd, x speed_up) x seeds."""
-    datasets, models = args.datasets, args.models
+def _variants(optim: str, spec: GridSpec) -> list[tuple[str, dict]]:
+    """(label, config keys) per optimizer: the LR grids for adam/sgd, the speed_up values and c/beta for ours."""
+    if optim == "adam":
+        return [(f"adam_lr{_fmt(lr)}", {"lr": lr}) for lr in spec.adam_lrs]
+    if optim == "sgd":
+        return [(f"sgd_lr{_fmt(lr)}", {"lr": lr}) for lr in spec.sgd_lrs]
+    out = []
+    for su in spec.speed_up:
+        tag = "" if su is None else ("_su" if su else "_nosu")
+        cfg: dict[str, Any] = {"speed_up": su} if su is not None else {}
+        if spec.c is not None:
+            cfg["c"] = spec.c
+            tag += f"_c{_fmt(spec.c)}"
+        if spec.beta is not None:
+            cfg["beta"] = spec.beta
+        out.append((optim + tag, cfg))
+    return out
+
+
+def expand(spec: GridSpec, kind: str) -> list[GridRun]:
+    """All runs of the grid; run i of a cell uses seed spec.seed + i."""
+    datasets, models = spec.datasets, spec.models
     if len(models) not in (1, len(datasets)):
         raise UsageError(f"--models must give 1 model or one per dataset ({len(datasets)}), got {len(models)}")
-    if args.numexp < 1 or args.epochs < 1 or args.batch_size < 1:
-        raise UsageError("--numexp, --epochs and --batch_size must be >= 1")
     pairs = list(zip(datasets, models if len(models) == len(datasets) else models * len(datasets)))
     runs = []
     for dataset, model in pairs:
-        for optim in args.optims:
-            optim = optim.lower()
-            variants: list[tuple[str, dict]] = []
-            if optim == "adam":
-                variants = [(f"adam_lr{_fmt(lr)}", {"lr": lr}) for lr in args.adam_lrs]
-            elif optim == "sgd":
-                variants = [(f"sgd_lr{_fmt(lr)}", {"lr": lr}) for lr in args.sgd_lrs]
-            else:
-                for su in args.speed_up:
-                    tag = "" if su is None else ("_su" if su else "_nosu")
-                    cfg = {"speed_up": su} if su is not None else {}
-                    if args.c is not None:
-                        cfg["c"] = args.c
-                        tag += f"_c{_fmt(args.c)}"
-                    if args.beta is not None:
-                        cfg["beta"] = args.beta
-                    variants.append((optim + tag, cfg))
-            for label, cfg in variants:
-                for i in range(args.numexp):
-                    seed = args.seed + i
+        for optim in (o.lower() for o in spec.optims):
+            for label, cfg in _variants(optim, spec):
+                for i in range(spec.numexp):
+                    seed = spec.seed + i
                     config = {
                         "dataset": dataset,
                         "model": model,
                         "optim": optim,
                         "type": kind,
-                        "epochs": args.epochs,
-                        "batch_size": args.batch_size,
-                        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                        "epochs": spec.epochs,
+                        "batch_size": spec.batch_size,
+                        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
                         "seed": seed,
-                        "eval_every": args.eval_every,
+                        "eval_every": spec.eval_every,
                         "directory": f"{dataset}_{model}_{label}_s{seed}",
-                        **(extra or {}),
+                        **spec.extra,
                         **cfg,
                     }
                     runs.append(GridRun(config["directory"], config, label))
     return runs
 
 
-def run_grid(runs: list[GridRun], out: Path, args) -> list[dict]:
-    """Train every run in-process (skipping finished ones under --resume); returns table rows."""
-    from line_search.harness.config import write_ini
-    from line_search.main import main as train_main
+def run_grid(
+    runs: list[GridRun],
+    out: Path,
+    opts,
+    tensorboard: bool = False,
+    resume: bool = False,
+    wandb_init: Callable[[str, dict], Any] | None = None,
+) -> list[dict]:
+    """Train every run in-process into out/runs/<name>/ (skipping finished ones with `resume`); table rows.
+
+    ``opts`` is a :class:`line_search.harness.trainer.RunOptions` shared by all runs (its ``resume`` is set per
+    run); ``wandb_init(name, config)``, when given, opens one Weights & Biases run per grid run.
+    """
+    from dataclasses import replace
+
+    from line_search.harness.config import resolve, write_ini
+    from line_search.harness.experiment import train_config
 
     rows = []
-    for i, r in enumerate(runs, start=1):
+    for r in progress(runs, desc="grid", disable=not opts.show_progress):
         run_dir = out / "runs" / r.name
         summary_path = run_dir / "summary.json"
-        done = args.resume and summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED
+        done = resume and summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED
         if not done:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            cfg_path = write_ini(
-                {k: ("None" if v is None else v) for k, v in r.config.items()}, run_dir / "config_gen.json"
-            )
-            argv = ["--config_file", str(cfg_path), "--out", str(run_dir), "--device", args.device]
-            argv += ["--data_root", args.data_root, "--no_progress", "--no_plots"]
-            if args.resume and (run_dir / "checkpoint.pt").exists():
-                argv.append("--resume")
-            if args.tensorboard:
-                argv.append("--tensorboard")
-            if args.wandb:
-                argv.append("--wandb")
-            print(f"[{i}/{len(runs)}] {r.name}", flush=True)
-            train_main(argv)
-        summary = json.loads(summary_path.read_text())
-        rows.append(_table_row(r, summary))
+            log.info("run %s", r.name)
+            ini = {k: ("None" if v is None else v) for k, v in r.config.items()}
+            cfg = resolve({k: str(v) for k, v in ini.items()})  # the same typed config main.py would read
+            # open_run builds root/paper/experiment/name: here <aggregate>/runs/<name>
+            run = open_run(out.name, "runs", {**cfg, "device": str(opts.device)}, name=r.name, root=out.parent,
+                           tensorboard=tensorboard)  # fmt: skip
+            write_ini(ini, run.path / "config_gen.json")
+            resume_this = resume and (run.path / "checkpoint.pt").exists()
+            wb = wandb_init(r.name, cfg) if wandb_init is not None else None
+            summary = train_config(cfg, run, replace(opts, resume=resume_this, wandb_run=wb))
+            if wb is not None:
+                wb.finish()
+            run.finish(summary)  # summary.json; closes TensorBoard
+        rows.append(_table_row(r, json.loads(summary_path.read_text())))
     return rows
 
 
@@ -182,7 +173,7 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and std per dataset x optimizer label of final loss, accuracy, forwards/step."""
+    """Mean, std, min and max per dataset x optimizer label of final loss, accuracy, forwards/step."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         out.setdefault(row["dataset"], {}).setdefault(row["label"], {"runs": []})["runs"].append(row)
@@ -190,8 +181,12 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
         for label, g in groups.items():
             runs = g.pop("runs")
             for key in ("final_train_loss", "val_acc", "forwards_per_step", "forwards_per_step_after_200", "n_fail"):
-                m, s = _mean_std([r.get(key) for r in runs])
+                values = [r.get(key) for r in runs]
+                m, s = _mean_std(values)
                 g[f"{key}_mean"], g[f"{key}_std"] = m, s
+                finite = [x for x in values if x is not None and math.isfinite(x)]
+                g[f"{key}_min"] = min(finite) if finite else math.nan
+                g[f"{key}_max"] = max(finite) if finite else math.nan
             g["n"] = len(runs)
             g["diverged"] = sum(r.get("status") == "diverged" for r in runs)
             groups[label] = g
@@ -199,13 +194,14 @@ def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def rule_verdicts(groups: dict[str, dict], ours: tuple[str, ...], acc_margin: float, section: str) -> dict | None:
-    """Section 6 rule: loss <= median of the Adam grid cells, accuracy >= best Adam cell - margin, per optimizer."""
+    """DESIGN.md §6 rule: loss <= median of the Adam grid cells, accuracy >= best Adam cell - margin, per optimizer."""
     adam = [groups.get(f"adam_lr{_fmt(lr)}") for lr in ADAM_GRID]
     if any(a is None for a in adam) or any(o not in groups for o in ours):
         return None
     loss_thr = statistics.median(a["final_train_loss_mean"] for a in adam)
     acc_thr = max(a["val_acc_mean"] for a in adam) - acc_margin
-    out = {"section": section, "loss_threshold": loss_thr, "acc_threshold": acc_thr, "optimizers": {}}
+    seeds = min(g["n"] for g in [*adam, *(groups[o] for o in ours)])
+    out = {"section": section, "loss_threshold": loss_thr, "acc_threshold": acc_thr, "seeds": seeds, "optimizers": {}}
     for o in ours:
         g = groups[o]
         ok_loss = g["final_train_loss_mean"] <= loss_thr
@@ -213,6 +209,8 @@ def rule_verdicts(groups: dict[str, dict], ours: tuple[str, ...], acc_margin: fl
         out["optimizers"][o] = {
             "final_train_loss": g["final_train_loss_mean"],
             "val_acc": g["val_acc_mean"],
+            "val_acc_min": g.get("val_acc_min", math.nan),
+            "val_acc_max": g.get("val_acc_max", math.nan),
             "pass": bool(ok_loss and ok_acc),
         }
     out["pass"] = all(v["pass"] for v in out["optimizers"].values())
@@ -220,26 +218,23 @@ def rule_verdicts(groups: dict[str, dict], ours: tuple[str, ...], acc_margin: fl
 
 
 def write_outputs(out: Path, rows: list[dict], verdicts: dict[str, Any]) -> dict:
-    """table.csv, summary.json and the plots of spec 4.2."""
+    """table.csv and the plots of DESIGN.md §4.2; returns the summary (groups, verdicts) for summary.json."""
     with open(out / "table.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TABLE_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     groups = aggregate(rows)
     summary = {"groups": groups, "verdicts": verdicts, "n_runs": len(rows)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     try:
         _plots(out, rows, groups)
-    except Exception as exc:  # plots are a convenience; the numbers are already written
-        print(f"plots skipped: {exc}")
+    except Exception as exc:  # noqa: BLE001 - plots are a convenience; the numbers are already written
+        log.warning("plots skipped: %s", exc)
     return summary
 
 
 def _plots(out: Path, rows: list[dict], groups: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     from common.plotting import new_figure, save_figure, use_style
+    from line_search.harness.trainer import read_table
 
     use_style()
     for dataset, g in groups.items():
@@ -255,11 +250,9 @@ def _plots(out: Path, rows: list[dict], groups: dict) -> None:
             for row in rows:
                 if row["dataset"] != dataset or row["seed"] != rows[0]["seed"]:
                     continue
-                path = out / "runs" / row["name"] / "metrics.csv"
-                if not path.exists():
+                data = read_table(out / "runs" / row["name"] / "metrics.csv")
+                if not data:
                     continue
-                with open(path, newline="") as handle:
-                    data = list(csv.DictReader(handle))
                 ys = [float(d[col]) for d in data]
                 if col == "loss":  # running mean over 20 steps
                     ys = [statistics.fmean(ys[max(0, i - 19) : i + 1]) for i in range(len(ys))]
@@ -267,50 +260,3 @@ def _plots(out: Path, rows: list[dict], groups: dict) -> None:
             ax.set_yscale("log")
             ax.legend(fontsize=6, ncol=2)
             save_figure(fig, out / f"{name}_{dataset}.png")
-
-
-def grid_main(argv, script: str, kind: str, defaults: dict, paper: dict, verdicts_fn, check_paper=None) -> dict:
-    """Shared main of the two grid scripts: parse (with --paper defaults), expand, run, aggregate, print run dir."""
-    import sys
-
-    from common.cli import ArgumentParser
-    from common.runs import open_run
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    use = {**defaults, **paper} if "--paper" in argv else defaults
-    p = ArgumentParser(prog=f"{script}.py", description=f"grid of line_search/main.py runs ({kind}; spec 4.2)")
-    add_grid_args(p, use)
-    for flag, kw in use.get("extra_flags", {}).items():
-        p.add_argument(flag, **kw)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.numexp, args.epochs, args.adam_lrs, args.sgd_lrs = 1, 1, [1e-3], [0.1]
-    if args.paper and check_paper is not None:
-        check_paper(args)
-    extra = use.get("extra_config", lambda a: {})(args)
-    runs = expand(args, kind, extra)
-    if args.dry_run:
-        for r in runs:
-            print(r.name, json.dumps(r.config))
-        print(f"{len(runs)} runs")
-        return {"n_runs": len(runs)}
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        run = None
-    else:
-        run = open_run("line_search", script, vars(args), name=args.name or ("quick" if args.quick else None))
-        out = run.path
-    rows = run_grid(runs, out, args)
-    groups = aggregate(rows)
-    verdicts = verdicts_fn(groups)
-    summary = write_outputs(out, rows, verdicts)
-    for dataset, g in groups.items():
-        for label, v in sorted(g.items()):
-            print(f"{dataset:16s} {label:22s} loss {v['final_train_loss_mean']:.5f} acc {v['val_acc_mean']:.4f} "
-                  f"fwd/step {v['forwards_per_step_mean']:.2f} (n={v['n']})")  # fmt: skip
-    for name, v in (verdicts or {}).items():
-        if v:
-            print(f"verdict {name}: {'pass' if v['pass'] else 'fail'}")
-    print(f"run dir: {out}", flush=True)
-    return summary

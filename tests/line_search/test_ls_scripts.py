@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _run_dir(out: Path) -> Path:
+    """The one run folder main.py made under the results root `out` (<out>/line_search/main/<name>)."""
+    (path,) = (out / "line_search" / "main").iterdir()
+    return path
+
+
+def _grid_configs(out: Path, rows: list[dict]) -> list[dict]:
+    return [json.loads((out / "runs" / r["name"] / "config.json").read_text()) for r in rows]
+
+
 def _main():
     from line_search.main import main
 
@@ -114,21 +124,23 @@ def test_ini_and_json_give_identical_summaries(tmp_path):
     keys = ("final_train_loss", "val_acc", "forwards_per_step", "search_fraction", "n_fail", "steps", "status")
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, "spec 7.19: INI and JSON runs differ"
     assert a["steps"] == 43 and a["status"] == "done"
-    files = {p.name for p in (tmp_path / "ini").iterdir()}
+    files = {p.name for p in (tmp_path / "ini" / "line_search" / "main" / "digits_kensls_s42").iterdir()}
     want = {"config.json", "metrics.csv", "epochs.csv", "summary.json", "SysOut.txt", "checkpoint.pt", "loss.png"}
     assert want <= files, f"spec 4.1 run dir lacks {want - files}"
 
 
 def test_diverged_run_exits_0(tmp_path, capsys):
     """spec 9: a NaN loss stops the run with status "diverged", metrics kept, no error exit."""
-    s = _main()(["--set", "optim=sgd", "--set", "lr=1e8", "--set", "epochs=2", "--out", str(tmp_path), "--no_progress"])
+    argv = ["--set", "optim=sgd", "--set", "lr=1e8", "--set", "epochs=2", "--no_progress", "--name", "div"]
+    s = _main()([*argv, "--out", str(tmp_path)])
+    run_dir = tmp_path / "line_search" / "main" / "div"
     assert s["status"] == "diverged", s
-    assert (tmp_path / "metrics.csv").exists() and (tmp_path / "summary.json").exists()
-    assert capsys.readouterr().out.strip().splitlines()[-1] == f"run dir: {tmp_path}"
+    assert (run_dir / "metrics.csv").exists() and (run_dir / "summary.json").exists()
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"run dir: {run_dir}"
 
 
 @pytest.mark.slow
-def test_killed_main_resumes_bitwise(tmp_path, monkeypatch):
+def test_killed_main_resumes_bitwise(tmp_path, monkeypatch, capsys):
     """spec 7.12: main.py killed in epoch 2 of 3, run with --resume == uninterrupted run, no duplicate rows."""
     from line_search.harness import trainer
 
@@ -146,10 +158,12 @@ def test_killed_main_resumes_bitwise(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         _main()([*argv, "--out", str(tmp_path / "cut")])
     monkeypatch.setattr(trainer, "STEP_HOOK", [])
+    capsys.readouterr()
     resumed = _main()([*argv, "--out", str(tmp_path / "cut"), "--resume"])
+    assert "resumed from " in capsys.readouterr().out, "a resumed run says so (common.cli.announce_resume)"
     keys = ("final_train_loss", "val_acc", "forwards_per_step", "n_fail", "steps")
     assert {k: full[k] for k in keys} == {k: resumed[k] for k in keys}, "spec 7.12: resumed run differs"
-    rows = [list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in ("full", "cut")]
+    rows = [list(csv.DictReader(open(_run_dir(tmp_path / d) / "metrics.csv"))) for d in ("full", "cut")]
     assert [r["step"] for r in rows[1]] == [str(i) for i in range(1, 130)], "spec 9: duplicate or missing rows"
     assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]], "spec 7.12: per-step losses differ"
 
@@ -159,8 +173,55 @@ def test_killed_main_resumes_bitwise(tmp_path, monkeypatch):
 def test_quick_grids_write_tables(script, tmp_path):
     """spec 7.19: `--quick` grids write table.csv and summary.json."""
     mod = __import__(f"line_search.{script}", fromlist=["main"])
-    mod.main(["--quick", "--out", str(tmp_path), "--no_progress", "--device", "cpu"])
-    assert (tmp_path / "table.csv").exists() and (tmp_path / "summary.json").exists()
-    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    summary = mod.main(["--quick", "--out", str(tmp_path), "--no_progress", "--device", "cpu"])
+    out = tmp_path / "line_search" / script / "quick"
+    assert summary["run_dir"] == str(out)
+    assert (out / "table.csv").exists() and (out / "summary.json").exists()
+    rows = list(csv.DictReader(open(out / "table.csv")))
     assert len(rows) == (6 if script == "run_multiple_img" else 5)
-    assert all((tmp_path / "runs" / r["name"] / "config_gen.json").exists() for r in rows)
+    assert all((out / "runs" / r["name"] / "config_gen.json").exists() for r in rows)
+    assert all(r["epochs"] == 1 for r in _grid_configs(out, rows))
+
+
+def test_quick_keeps_typed_flags(capsys):
+    """A preset fills only what the user did not type: `--quick --epochs 3` runs 3 epochs, 1 seed."""
+    from line_search.run_multiple_img import main
+
+    assert main(["--quick", "--epochs", "3", "--optims", "kensls", "--dry_run"])["n_runs"] == 1
+    configs = [json.loads(line.split(" ", 1)[1]) for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert [c["epochs"] for c in configs] == [3]
+    main(["--quick", "--numexp", "2", "--optims", "adam", "--dry_run"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "2 runs", "--quick keeps the typed --numexp 2 and fills Adam {1e-3}"
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--quick", "--epochs", "0"], "--epochs"),
+        (["--quick", "--numexp", "-1"], "--numexp"),
+        (["--speed_up", "maybe"], "True, False or default"),
+        (["--c", "2"], "--c"),
+        (["--device", "tpu"], "--device"),
+        (["--adam_lrs", "0"], "--adam_lrs"),
+    ],
+    ids=["epochs0", "numexp-1", "speed_up", "c2", "tpu", "lr0"],
+)
+def test_grid_bad_flags_exit_2(argv, needle, capsys):
+    """Bad grid flags: one stderr line naming the flag, exit 2, no internal function names."""
+    from line_search.run_multiple_img import main
+
+    with pytest.raises(SystemExit) as exc:
+        run_main(main, [*argv, "--dry_run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and needle in err[0], err
+    assert "_bool_list" not in err[0] and "speed_up_list" not in err[0]
+
+
+def test_out_is_the_results_root(tmp_path):
+    """`--out DIR` is the results root: main.py writes <DIR>/line_search/main/<name>/."""
+    s = _main()(["--set", "epochs=1", "--set", "optim=adam", "--out", str(tmp_path), "--name", "r", "--no_plots"]
+                + ["--no_progress", "--device", "cpu", "--seed", "3"])  # fmt: skip
+    run_dir = tmp_path / "line_search" / "main" / "r"
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == s["steps"] == 43
+    assert s["seed"] == 3, "--seed overrides the config's seed"
