@@ -1,4 +1,4 @@
-"""Speed and cost targets of the line_search optimizers (spec 8): prints B1-B5, writes results/bench/line_search.json.
+"""Speed and cost goals of the line_search optimizers (DESIGN.md §8): prints B1-B5, writes results/bench/*.json.
 
 B1: forwards/step of SaLSa (speed-up) over steps 201-645 of R1 (target <= 1.2; whole run printed).
 B2: forwards/step without speed-up, each class, R1 setting (target <= 2.6).

@@ -1,4 +1,4 @@
-"""Diagnostics for the notebooks (spec 10): Adam directions at a step, losses along a search line, their cosine.
+"""Diagnostics for the notebooks (DESIGN.md §10): Adam directions at a step, losses along a search line, their cosine.
 
 d_pre = P*g (tested by AdamSLS and SaLSa), d_mom = P*m_hat (tested and taken by KenSLS), with
 P = 1/(sqrt(v_hat) + eps) read from an optimizer's exp_avg / exp_avg_sq after step t (A1).

@@ -1,4 +1,4 @@
-"""Models of the harness (spec 5), built from common.models by the config's case-insensitive `model` name."""
+"""Models of the harness (DESIGN.md §5), built from common.models by the config's case-insensitive `model` name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's config file (spec 4.1): INI with a [DEFAULT] section or JSON, typed, validated, and mapped to optimizers.
+"""The seed's config file (DESIGN.md §4.1): INI with [DEFAULT] or JSON, typed, validated, mapped to optimizers.
 
 Seed keys (all kept): batch_size, checkpoint, directory, seed, epochs, dataset, optim, num_diff_opt, model, split_by,
 update_rule, combine, c, cls, type, beta, num_hidden_dims, speed_up, gradient_accumulation_steps.
@@ -191,7 +191,7 @@ def _kw(cfg: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def build_optimizer(cfg: dict[str, Any], model: torch.nn.Module, total_steps: int, seed: int):
-    """The optim map of spec 4.1. Returns (optimizer, scheduler or None)."""
+    """The optim map of DESIGN.md §4.1. Returns (optimizer, scheduler or None)."""
     name, params = cfg["optim"], [p for p in model.parameters() if p.requires_grad]
     c, beta, speed = cfg["c"], cfg["beta"], cfg["speed_up"]
     common = {"seed": seed, "model": model}

@@ -1,4 +1,4 @@
-"""Data for the line search harness (spec 5): the synthetic_order task, digits / mnist5k splits, real image sets.
+"""Data for the line search harness (DESIGN.md §5): the synthetic_order task, digits / mnist5k splits, real image sets.
 
 synthetic_order (registered in common.data from here): sequences of length 24 over a vocabulary of 64; token 1 = [CLS]
 at position 0; tokens 4 (A) and 5 (B) once each at distinct random positions; other tokens uniform in 6..63;
@@ -77,7 +77,7 @@ def _subset(ds: Dataset, n: int) -> Dataset:
 def load_task(
     dataset: str, root: str | Path = "data", n_train: int = 0, n_test: int = 0, max_len: int = 24, tokenizer=None
 ) -> TaskData:
-    """Build the train/test sets of `dataset` (spec 5). n_train / n_test = 0 keeps all examples."""
+    """Build the train/test sets of `dataset` (DESIGN.md §5). n_train / n_test = 0 keeps all examples."""
     name = dataset.lower()
     if name in ("digits", "mnist5k"):
         x, y = as_tensors(get_dataset(name, "all", root=root))

@@ -1,4 +1,4 @@
-"""One configuration from build to summary (spec 4.1): data, model, optimizer, training loop, summary numbers.
+"""One configuration from build to summary (DESIGN.md §4.1): data, model, optimizer, training loop, summary numbers.
 
 Used by main.py (one run) and by the grid of run_multiple*.py (many runs in-process). The caller opens the run
 folder and owns printing; this module only logs to the ``line_search`` logger.
@@ -54,7 +54,7 @@ def build_parts(cfg: dict[str, Any], opts: RunOptions) -> TrainParts:
 
 
 def summarize(cfg: dict[str, Any], res: FitResult, wall_s: float) -> dict[str, Any]:
-    """summary.json numbers of spec 4.1 from a finished (or diverged) loop."""
+    """summary.json numbers of DESIGN.md §4.1 from a finished (or diverged) loop."""
     last = next((e for e in reversed(res.epochs) if "val_acc" in e), {})
     summary = {
         "status": res.status,

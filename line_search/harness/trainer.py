@@ -1,4 +1,4 @@
-"""Training loop of main.py (spec 4.1, 9): closures, per-step metrics, epochs, checkpoints, resume, divergence.
+"""Training loop of main.py (DESIGN.md §4.1, 9): closures, per-step metrics, epochs, checkpoints, resume, divergence.
 
 The loop is the seed's embedder.fit(): for every batch, a closure that runs the forward (and, when asked, the
 backward with gradient accumulation) is handed to the optimizer. Baselines (Adam, SGD) take a plain step and their
@@ -100,7 +100,7 @@ def _forward(model: nn.Module, batch, kind: str) -> torch.Tensor:
 
 
 def make_closure(model, batch, kind: str, crit, opt, accumulation: int):
-    """Closure of the spec 3.3 contract: backward=True zero-grads and back-propagates (gradient accumulation)."""
+    """Closure of the DESIGN.md §3.3 contract: backward=True zero-grads and back-propagates (gradient accumulation)."""
     micro = [list(t) for t in zip(*(b.chunk(accumulation) for b in batch))] if accumulation > 1 else [batch]
 
     def closure(backward: bool = True) -> torch.Tensor:

@@ -1,7 +1,7 @@
-"""AdamSLS: ADAM+SLS (Vaswani et al. 2021), the baseline with the tested/taken direction mismatch; spec 3.2.
+"""AdamSLS: ADAM+SLS (Vaswani et al. 2021), the baseline with the tested/taken direction mismatch; DESIGN.md §3.2.
 
 The Armijo test runs along the preconditioned gradient d = P*g with phi = sum(P*g^2) (A3), but the step taken is the
-Adam step w0 - eta*P*m_hat (A7, step_direction="momentum"). spec 3.3 keeps this mismatch on purpose: it is the
+Adam step w0 - eta*P*m_hat (A7, step_direction="momentum"). DESIGN.md §3.3 keeps this mismatch on purpose: it is the
 baseline that KenSLS fixes. This module also re-exports KenSLS, as the seed imports it from here.
 """
 
@@ -16,8 +16,9 @@ __all__ = ["AdamSLS", "KenSLS"]
 class AdamSLS(ArmijoLineSearch):
     """ADAM+SLS: (A1)-(A9) with d = P*g tested and P*m_hat taken.
 
-    Defaults (spec 3.2): c = 0.1, init_step_size = 0.1, grow = 2^(1/500), shrink (`beta_b`) = 0.9, max_trials = 200,
-    beta_s = 0 (0.99 with smooth=True; an explicit beta_s wins), betas = (`momentum` 0.9, `beta` 0.999), eps = 1e-8,
+    Defaults (DESIGN.md §3.2): c = 0.1, init_step_size = 0.1, grow = 2^(1/500), shrink (`beta_b`) = 0.9,
+    max_trials = 200, beta_s = 0 (0.99 with smooth=True; an explicit beta_s wins), betas = (`momentum` 0.9,
+    `beta` 0.999), eps = 1e-8,
     eta_min = 1e-8, eta_max = None, reset_option = 1. Reference aliases: beta_b = shrink, momentum = b1, beta = b2.
     """
 

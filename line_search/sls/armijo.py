@@ -1,6 +1,6 @@
-"""Scalar rules of the Armijo line search, as pure functions of Python floats (spec section 3.1).
+"""Scalar rules of the Armijo line search, as pure functions of Python floats (DESIGN.md §3.1).
 
-Symbols (spec 3.1): eta = step size, c = Armijo constant, phi = slope g.d of the tested direction d,
+Symbols (DESIGN.md §3.1): eta = step size, c = Armijo constant, phi = slope g.d of the tested direction d,
 beta_s = EMA factor of the smoothed criterion (SaLSa), s = smoothed slope, h = smoothed loss decrease,
 delta = f(w0) - f(w0 - eta*d), e_fast / e_slow = EMAs of accepted step sizes, L = search interval of the speed-up.
 

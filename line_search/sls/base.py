@@ -1,4 +1,4 @@
-"""ArmijoLineSearch: the one base of SLS, AdamSLS, KenSLS and SaLSa (spec sections 3.1 and 3.3).
+"""ArmijoLineSearch: the one base of SLS, AdamSLS, KenSLS and SaLSa (DESIGN.md §3.1 and §3.3).
 
 Kenneweg et al., "Improving Line Search Methods for Large Scale Neural Network Training", ACDSA 2024, and
 "No learning rates needed: Introducing SALSA", IJCNN 2024; baselines Vaswani et al. 2019 (SLS) and 2021 (ADAM+SLS).
@@ -6,7 +6,7 @@ Kenneweg et al., "Improving Line Search Methods for Large Scale Neural Network T
 Symbols: w0 = w_k, g = mini-batch gradient, f = the batch loss, m, v = Adam moments, P = 1/(sqrt(v_hat)+eps),
 d = tested direction, phi = g.d, eta = step size, s / h = smoothed slope / loss decrease, L = search interval.
 
-One step k (labels as in the spec):
+One step k (labels as in DESIGN.md §3.1):
   (A1) m, v, m_hat, v_hat, P (bias correction with t = k from 1);
   (A2) eta_cand = clip(eta_{k-1}*grow, eta_min, eta_max);
   (A3) d, phi in float64 (sgd: g; precond: P*g; momentum: P*m_hat, falling back to P*g when phi <= 0);
@@ -75,7 +75,7 @@ _COUNTERS = ("n_forwards", "n_searches", "n_backtracks", "n_fail", "n_fallback",
 
 
 def pick(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
-    """Resolve a knob given under its spec name or its reference alias; both at once is a TypeError."""
+    """Resolve a knob given under its DESIGN.md name or its reference alias; both at once is a TypeError."""
     if value is not UNSET and alias_value is not UNSET:
         raise TypeError(f"got both {name!r} and its alias {alias!r}; pass one")
     if value is not UNSET:
@@ -139,7 +139,7 @@ def _check(cond: bool, name: str, value: Any, rule: str) -> None:
 class ArmijoLineSearch(torch.optim.Optimizer):
     """Armijo backtracking line search with optional Adam preconditioning, smoothing and speed-up (A1)-(A9).
 
-    Subclasses choose the defaults of spec 3.2, the tested direction (`search_direction`: "sgd" | "precond" |
+    Subclasses choose the defaults of DESIGN.md §3.2, the tested direction (`search_direction`: "sgd" | "precond" |
     "momentum") and the step taken (`step_direction`: "trial" | "momentum").
 
     Args:

@@ -1,7 +1,8 @@
-"""KenSLS: the ACDSA 2024 method of Kenneweg et al., Armijo search along Adam's momentum direction; spec 3.2.
+"""KenSLS: the ACDSA 2024 method of Kenneweg et al., Armijo search along Adam's momentum direction; DESIGN.md §3.2.
 
 The tested step is the step taken: d = P*m_hat with the exact slope phi = g.(P*m_hat) (A3), step = the trial (A7).
-When phi <= 0 (or not finite) the step falls back to d = P*g (counter n_fallback), so s_k > 0 always (spec 3.3 replaces
+When phi <= 0 (or not finite) the step falls back to d = P*g (counter n_fallback), so s_k > 0 always (DESIGN.md §3.3
+replaces
 the reference's finite-difference slope and its c -> 1/c switch). beta_s is honoured (the reference hard-coded 0.99).
 """
 
@@ -15,7 +16,7 @@ __all__ = ["KenSLS"]
 class KenSLS(ArmijoLineSearch):
     """Armijo line search on the Adam momentum direction, (A1)-(A9) with d = P*m_hat (fallback P*g).
 
-    Defaults (spec 3.2): c = 0.5, init_step_size = 0.1, grow = 1/0.999, shrink (`beta_b`) = 0.9, max_trials = 100,
+    Defaults (DESIGN.md §3.2): c = 0.5, init_step_size = 0.1, grow = 1/0.999, shrink (`beta_b`) = 0.9, max_trials = 100,
     beta_s = 0.99 (smooth=False -> 0; an explicit beta_s wins), betas = (`momentum` 0.9, `beta` 0.999), eps = 1e-8,
     eta_min = 1e-8, eta_max = None.
 

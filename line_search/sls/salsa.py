@@ -1,4 +1,4 @@
-"""SaLSa: Stable Armijo Line Search Adaptation (Kenneweg et al., IJCNN 2024); spec 3.2 last column.
+"""SaLSa: Stable Armijo Line Search Adaptation (Kenneweg et al., IJCNN 2024); DESIGN.md §3.2 last column.
 
 Smoothed Armijo criterion (A4, A5: EMAs of the slope and of the loss decrease, beta_s = 0.9), the Adam step P*m_hat
 on every step (A7; the reference's search steps moved along P*g, which `step_direction="trial"` reproduces), and the
@@ -16,7 +16,7 @@ __all__ = ["SaLSa", "SaLSA"]
 class SaLSa(ArmijoLineSearch):
     """Smoothed Armijo line search with the Adam step and speed-up, (A1)-(A9).
 
-    Defaults (spec 3.2): c = 0.5, init_step_size = 1.0, grow = 1.1, shrink (`beta_b`) = 0.8, max_trials = 100,
+    Defaults (DESIGN.md §3.2): c = 0.5, init_step_size = 1.0, grow = 1.1, shrink (`beta_b`) = 0.8, max_trials = 100,
     beta_s = 0.9, betas = (0.9, 0.999) (reference: momentum=(b1, b2, beta_s) = (0.9, 0.999, 0.9)), eps = 1e-8,
     eta_min = 1e-8, eta_max = None, speed_up = True, use_mv = False (True: test along P*m_hat instead of P*g).
     """

@@ -1,4 +1,4 @@
-"""SLS: Armijo line search along the SGD direction (Vaswani et al., NeurIPS 2019), spec 3.2 first column.
+"""SLS: Armijo line search along the SGD direction (Vaswani et al., NeurIPS 2019), DESIGN.md §3.2 first column.
 
 Tested direction d = g with slope phi = ||g||^2 (A3; the references' scalar variant used ||g||), step taken = the trial
 (A7). No Adam moments, so no optimizer state and no work buffer: d is p.grad.
@@ -14,7 +14,7 @@ __all__ = ["SLS"]
 class SLS(ArmijoLineSearch):
     """Stochastic Armijo line search on the SGD direction, (A2)-(A9) with d = g.
 
-    Defaults (spec 3.2): c = 0.1, init_step_size = 1.0, grow = gamma^(1/n_batches_per_epoch) = 2^(1/500),
+    Defaults (DESIGN.md §3.2): c = 0.1, init_step_size = 1.0, grow = gamma^(1/n_batches_per_epoch) = 2^(1/500),
     shrink (`beta_b`) = 0.9, max_trials = 100, beta_s = 0, eta_min = 1e-6, eta_max = None, reset_option = 1
     (0 keep, 1 grow, 2 reset). Other keywords: see ArmijoLineSearch. `grow` and (`gamma`, `n_batches_per_epoch`) are
     two spellings of one knob, as are `shrink` and `beta_b`; giving both is a TypeError.

@@ -1,4 +1,4 @@
-"""Closure normalisation and norm-layer state preservation for the Armijo optimizers (spec 3.3).
+"""Closure normalisation and norm-layer state preservation for the Armijo optimizers (DESIGN.md §3.3).
 
 Closure contract: a closure with a parameter `backward` (or the SaLSa spelling `backwards`) is called once per step
 with True (it zero-grads, runs forward and backward, returns the loss) and with False for every trial. A closure
@@ -75,7 +75,7 @@ def norm_layers(module: nn.Module) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def preserve_running_stats(module: nn.Module | None) -> Iterator[None]:
-    """Copy running_mean/var and num_batches_tracked of every norm layer, restore them on exit (spec 3.3)."""
+    """Copy running_mean/var and num_batches_tracked of every norm layer, restore them on exit (DESIGN.md §3.3)."""
     if module is None:
         yield
         return

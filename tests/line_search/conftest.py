@@ -14,7 +14,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def digits():
-    """Digits train tensors (standardised, stratified 75/25 split; spec 5)."""
+    """Digits train tensors (standardised, stratified 75/25 split; DESIGN.md §5)."""
     from line_search.harness.data import load_task
 
     x, y = load_task("digits").train.tensors

@@ -32,7 +32,7 @@ IDS = [r.name for r in RECIPES]
 
 
 def mlp(seed: int = 0, dropout: float = 0.0, dtype=torch.float32, norm: bool = False) -> nn.Module:
-    """The 64-128-128-10 ReLU MLP of spec 5 (optionally with dropout or BatchNorm)."""
+    """The 64-128-128-10 ReLU MLP of DESIGN.md §5 (optionally with dropout or BatchNorm)."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = [nn.Flatten(), nn.Linear(64, 128)]
     if norm:

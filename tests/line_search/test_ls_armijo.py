@@ -1,4 +1,4 @@
-"""Armijo invariants, quadratics, accounting, failure and non-finite handling (spec 7 items 4-7, 10, 11)."""
+"""Armijo invariants, quadratics, accounting, failure and non-finite handling (DESIGN.md §7 items 4-7, 10, 11)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _flat(model):
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_armijo_inequality_on_every_accepted_step(r, digits):
-    """spec 7.4: beta_s = 0, float64: f(w0 - eta*d) <= f(w0) - c*eta*phi + 1e-12 on every accepted step."""
+    """DESIGN.md §7.4: beta_s = 0, float64: f(w0 - eta*d) <= f(w0) - c*eta*phi + 1e-12 on every accepted step."""
     x, y = digits
     x = x.double()
     model = mlp(dtype=torch.float64)
@@ -33,14 +33,14 @@ def test_armijo_inequality_on_every_accepted_step(r, digits):
             with torch.no_grad():
                 f1 = crit(model(bx), by).item()
             bound = f0 - opt.c * d["eta"] * d["slope"] + 1e-12
-            assert f1 <= bound, f"spec 7.4 {r.name} step {d['step']}: f(w0-eta d)={f1!r} > {bound!r} (eta={d['eta']})"
+            assert f1 <= bound, f"{r.name} step {d['step']}: f(w0-eta d)={f1!r} > {bound!r} (eta={d['eta']})"
             checked += 1
     assert checked >= 30, f"only {checked} accepted steps checked"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_smoothed_criterion_holds(r, digits):
-    """spec 7.4: with smoothing (beta_s = 0.9), h_k >= c*eta*s_k at every accepted step."""
+    """DESIGN.md §7.4: with smoothing (beta_s = 0.9), h_k >= c*eta*s_k at every accepted step."""
     x, y = digits
     model = mlp(dtype=torch.float64)
     opt = r.cls(model.parameters(), beta_s=0.9)
@@ -51,7 +51,7 @@ def test_smoothed_criterion_holds(r, digits):
         opt.step(lambda bx=bx, by=by: crit(model(bx), by))
         d = opt.diagnostics
         if d["searched"] and d["accepted"]:
-            assert d["h"] >= opt.c * d["eta"] * d["s"], f"spec 7.4 {r.name} step {d['step']}: h={d['h']} < c eta s"
+            assert d["h"] >= opt.c * d["eta"] * d["s"], f"{r.name} step {d['step']}: h={d['h']} < c eta s"
             checked += 1
     assert checked >= 20
 
@@ -73,32 +73,33 @@ def _quadratic_run(diag_l: torch.Tensor, c: float, max_steps: int, tol: float = 
 @pytest.mark.parametrize("L", [0.5, 4.0, 100.0])
 @pytest.mark.parametrize("c", [0.1, 0.5])
 def test_1d_quadratic_step_bounds(L, c):
-    """spec 7.5: f = L/2 x^2: accepted eta <= 2(1-c)/L (1+1e-12); eta_k >= min(grow^k, 0.9*2(1-c)/L)(1-1e-12)."""
+    """DESIGN.md §7.5: f = L/2 x^2: accepted eta <= 2(1-c)/L (1+1e-12); eta_k >= min(grow^k, 0.9*2(1-c)/L)(1-1e-12)."""
     opt, fs, etas, accepted = _quadratic_run(torch.tensor([L], dtype=torch.float64), c, 200, tol=1e-6)
     upper = 2 * (1 - c) / L
     n_acc = 0
     for k, (eta, acc) in enumerate(zip(etas, accepted), start=1):
         if acc:
-            assert eta <= upper * (1 + 1e-12), f"spec 7.5 L={L} c={c} step {k}: eta {eta} > 2(1-c)/L = {upper}"
+            assert eta <= upper * (1 + 1e-12), f"DESIGN.md §7.5 L={L} c={c} step {k}: eta {eta} > 2(1-c)/L = {upper}"
             n_acc += 1
         lower = min(opt.grow**k, 0.9 * upper)
-        assert eta >= lower * (1 - 1e-12), f"spec 7.5 L={L} c={c} step {k}: eta {eta} < {lower}"
+        assert eta >= lower * (1 - 1e-12), f"DESIGN.md §7.5 L={L} c={c} step {k}: eta {eta} < {lower}"
     assert n_acc >= 1 and len(etas) >= 1
 
 
 def test_diagonal_quadratic_monotone():
-    """spec 7.6: eigenvalues linspace(1, 100, 50), SLS c = 0.5, 300 steps: f non-increasing, min eta >= 0.009."""
+    """DESIGN.md §7.6: eigenvalues linspace(1, 100, 50), SLS c = 0.5, 300 steps: f non-increasing, min eta >= 0.009."""
     lam = torch.linspace(1, 100, 50, dtype=torch.float64)
     _, fs, etas, _ = _quadratic_run(lam, 0.5, 300)
     assert len(fs) == 300
     for k in range(1, len(fs)):
-        assert fs[k] <= fs[k - 1], f"spec 7.6: f rose at step {k + 1}: {fs[k - 1]} -> {fs[k]}"
-    assert min(etas) >= 0.009, f"spec 7.6: min eta {min(etas)} < 0.009 (pilot 0.0120)"
+        assert fs[k] <= fs[k - 1], f"DESIGN.md §7.6: f rose at step {k + 1}: {fs[k - 1]} -> {fs[k]}"
+    assert min(etas) >= 0.009, f"DESIGN.md §7.6: min eta {min(etas)} < 0.009 (pilot 0.0120)"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_forward_accounting_and_backtrack_identity(r, digits):
-    """spec 7.7: forwards = 1 + trials if searched else 1; B = (N ln grow + ln(eta_0/eta_T))/ln(1/shrink) to 1e-6."""
+    """DESIGN.md §7.7: forwards = 1 + trials if searched else 1;
+    B = (N ln grow + ln(eta_0/eta_T))/ln(1/shrink) to 1e-6."""
     x, y = digits
     model = mlp()
     opt = r.cls(model.parameters())
@@ -109,16 +110,16 @@ def test_forward_accounting_and_backtrack_identity(r, digits):
         opt.step(lambda bx=bx, by=by: crit(model(bx), by))
         d = opt.diagnostics
         expect = 1 + d["trials"] if d["searched"] else 1
-        assert d["forwards"] == expect, f"spec 7.7 {r.name} step {d['step']}: forwards {d['forwards']} != {expect}"
+        assert d["forwards"] == expect, f"{r.name} step {d['step']}: forwards {d['forwards']} != {expect}"
         assert d["trials"] <= opt.max_trials
         total += d["forwards"]
         clamped |= d["eta"] <= opt.eta_min
     d = opt.diagnostics
     assert d["n_forwards"] == total
-    assert d["n_fail"] == 0 and not clamped, "spec 7.7 precondition: no failure and no clamp on this digits run"
+    assert d["n_fail"] == 0 and not clamped, "DESIGN.md §7.7 precondition: no failure and no clamp on this digits run"
     n = d["n_searches"] + d["n_untested"]
     b = (n * math.log(opt.grow) + math.log(opt.init_step_size / opt.eta)) / math.log(1 / opt.shrink)
-    assert abs(b - d["n_backtracks"]) < 1e-6, f"spec 7.7 {r.name}: identity gives {b}, counted {d['n_backtracks']}"
+    assert abs(b - d["n_backtracks"]) < 1e-6, f"{r.name}: identity gives {b}, counted {d['n_backtracks']}"
 
 
 def _failing_closure(model, opt, bx, by, bump=1.0, nan_first_trial=False):
@@ -141,7 +142,7 @@ def _failing_closure(model, opt, bx, by, bump=1.0, nan_first_trial=False):
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_forced_failure(r, digits):
-    """spec 7.10: trials return loss + 1: n_fail = 1, eta = the last trial's eta (A6), forwards <= 1 + max_trials."""
+    """DESIGN.md §7.10: trials return loss + 1: n_fail = 1, eta = the last trial's eta (A6), forwards <= 1 + trials."""
     x, y = digits
     model = mlp()
     opt = r.cls(model.parameters())
@@ -149,17 +150,17 @@ def test_forced_failure(r, digits):
     bx, by = next(it)
     opt.step(_failing_closure(model, opt, bx, by))
     d = opt.diagnostics
-    assert d["n_fail"] == 1, "spec 7.10"
+    assert d["n_fail"] == 1, "DESIGN.md §7.10"
     if r.fails_at_eta_min:
-        assert d["eta"] == opt.eta_min, f"spec 7.10 {r.name}: eta {d['eta']} != eta_min"
+        assert d["eta"] == opt.eta_min, f"DESIGN.md §7.10 {r.name}: eta {d['eta']} != eta_min"
     else:
         last = d["eta_cand"] * opt.shrink ** (opt.max_trials - 1)
-        assert d["trials"] == opt.max_trials and d["eta"] == last, f"spec 7.10 {r.name}: eta {d['eta']} != {last}"
+        assert d["trials"] == opt.max_trials and d["eta"] == last, f"DESIGN.md §7.10 {r.name}: eta {d['eta']} != {last}"
     assert d["forwards"] <= 1 + opt.max_trials
     assert all(torch.isfinite(p).all() for p in model.parameters())
     for bx, by in it:
         opt.step(_failing_closure(model, opt, bx, by))
-    assert opt.diagnostics["n_fail"] == 5, "spec 7.10: after 5 steps n_fail = 5"
+    assert opt.diagnostics["n_fail"] == 5, "DESIGN.md §7.10: after 5 steps n_fail = 5"
 
 
 def _state_equal(a, b) -> bool:
@@ -175,7 +176,8 @@ def _state_equal(a, b) -> bool:
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 @pytest.mark.parametrize("kind", ["nan_loss", "inf_grad"])
 def test_nonfinite_at_w0(r, kind, digits):
-    """spec 7.11: "raise" -> FloatingPointError, params and state_dict unchanged; "skip" -> unchanged, n_nonfinite=1."""
+    """DESIGN.md §7.11: "raise" -> FloatingPointError, params and state_dict unchanged;
+    "skip" -> unchanged, n_nonfinite=1."""
     import copy
 
     x, y = digits
@@ -203,21 +205,21 @@ def test_nonfinite_at_w0(r, kind, digits):
         if policy == "raise":
             with pytest.raises(FloatingPointError, match="step 4"):
                 opt.step(bad(model, opt))
-            assert _state_equal(sd, opt.state_dict()), "spec 7.11: state_dict changed under 'raise'"
+            assert _state_equal(sd, opt.state_dict()), "DESIGN.md §7.11: state_dict changed under 'raise'"
         else:
             opt.step(bad(model, opt))
-            assert opt.diagnostics["n_nonfinite"] == 1, "spec 7.11"
-        assert all(torch.equal(a, b) for a, b in zip(before, _flat(model))), f"spec 7.11 ({policy}): params changed"
+            assert opt.diagnostics["n_nonfinite"] == 1, "DESIGN.md §7.11"
+        assert all(torch.equal(a, b) for a, b in zip(before, _flat(model))), f"({policy}): params changed"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_nan_first_trial_is_rejection(r, digits):
-    """spec 7.11: NaN on the first trial only is a rejection: accepted at a smaller eta, h finite."""
+    """DESIGN.md §7.11: NaN on the first trial only is a rejection: accepted at a smaller eta, h finite."""
     x, y = digits
     model = mlp()
     opt = r.cls(model.parameters())
     bx, by = next(batches(x, y, 1))
     opt.step(_failing_closure(model, opt, bx, by, nan_first_trial=True))
     d = opt.diagnostics
-    assert d["accepted"] and d["trials"] >= 2 and d["eta"] < d["eta_cand"], f"spec 7.11: {d}"
+    assert d["accepted"] and d["trials"] >= 2 and d["eta"] < d["eta_cand"], f"DESIGN.md §7.11: {d}"
     assert math.isfinite(d["h"]) and d["n_fail"] == 0

@@ -1,4 +1,4 @@
-"""Contract tests of the four optimizers (spec 7 items 1-3, 9, 15, 16; spec 9 validation)."""
+"""Contract tests of the four optimizers (DESIGN.md §7 items 1-3, 9, 15, 16; DESIGN.md §9 validation)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 
 def test_seed_imports():
-    """spec 2 / 7.1: the seed's import paths."""
+    """DESIGN.md §2 / 7.1: the seed's import paths."""
     from line_search.sls import SLS, AdamSLS, KenSLS, SaLSA, SaLSa  # noqa: F401
     from line_search.sls.adam_sls import KenSLS as K1
     from line_search.sls.ken_sls import KenSLS as K2
@@ -19,11 +19,12 @@ def test_seed_imports():
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_param_group_forms(r):
-    """spec 7.1: seed list of iterables -> 1 group; plain and dict groups work; mixed -> TypeError; c -> ValueError."""
+    """DESIGN.md §7.1: seed list of iterables -> 1 group; plain and dict groups work; mixed -> TypeError;
+    c -> ValueError."""
     model = mlp()
     n = len(list(model.parameters()))
     opt = r.cls([model.parameters()])
-    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == n, "spec 7.1 seed form"
+    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == n, "DESIGN.md §7.1 seed form"
     assert len(r.cls(model.parameters()).param_groups) == 1
     groups = [{"params": list(model[1].parameters()), "weight_decay": 0.1}, {"params": list(model[4].parameters())}]
     opt = r.cls(groups)
@@ -52,7 +53,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 @pytest.mark.parametrize("name,value", BAD_VALUES, ids=[f"{n}={v}" for n, v in BAD_VALUES])
 def test_invalid_hyperparameter_names_argument(r, name, value):
-    """spec 9: a ValueError naming the argument."""
+    """DESIGN.md §9: a ValueError naming the argument."""
     with pytest.raises(ValueError, match=name):
         r.cls(mlp().parameters(), **{name: value})
 
@@ -82,7 +83,7 @@ def test_alias_twice_is_type_error():
 
 
 def test_class_defaults_spec_3_2():
-    """spec 3.2 table: c, init_step_size, grow, shrink, max_trials, beta_s, eta_min, speed_up."""
+    """DESIGN.md §3.2 table: c, init_step_size, grow, shrink, max_trials, beta_s, eta_min, speed_up."""
     from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
 
     p = list(mlp().parameters())
@@ -95,13 +96,13 @@ def test_class_defaults_spec_3_2():
     for cls, want in table.items():
         o = cls(p)
         got = (o.c, o.init_step_size, o.grow, o.shrink, o.max_trials, o.beta_s, o.eta_min, o.speed_up)
-        assert got == pytest.approx(want), f"spec 3.2 defaults of {cls.__name__}: {got} != {want}"
+        assert got == pytest.approx(want), f"DESIGN.md §3.2 defaults of {cls.__name__}: {got} != {want}"
     assert AdamSLS(p, smooth=True).beta_s == 0.99 and KenSLS(p, smooth=False).beta_s == 0.0
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_seed_loop_digits(r, digits):
-    """spec 7.2: returned loss == closure at w0 (bitwise); mean loss of steps 41-50 < 0.6x that of steps 1-10."""
+    """DESIGN.md §7.2: returned loss == closure at w0 (bitwise); mean loss of steps 41-50 < 0.6x that of steps 1-10."""
     x, y = digits
     model = mlp()
     opt = r.cls([model.parameters()])
@@ -112,18 +113,18 @@ def test_seed_loop_digits(r, digits):
             ref = crit(model(bx), by)
         opt.zero_grad()
         loss = opt.step(closure=lambda bx=bx, by=by: crit(model(bx), by))
-        assert torch.equal(loss, ref), f"spec 7.2: returned loss {loss.item()} != closure at w0 {ref.item()}"
+        assert torch.equal(loss, ref), f"DESIGN.md §7.2: returned loss {loss.item()} != closure at w0 {ref.item()}"
         checked += 1
         losses.append(loss.item())
     first, last = sum(losses[:10]) / 10, sum(losses[40:]) / 10
     assert checked == 50
-    assert last < 0.6 * first, f"spec 7.2: {r.name} steps 41-50 loss {last:.4f} not < 0.6 x steps 1-10 {first:.4f}"
+    assert last < 0.6 * first, f"{r.name} steps 41-50 loss {last:.4f} not < 0.6 x steps 1-10 {first:.4f}"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 @pytest.mark.parametrize("spelling", ["backward", "backwards"])
 def test_closure_contract(r, spelling, digits):
-    """spec 7.3: one backward=True call per step; trials run with grad disabled; `backwards=` accepted."""
+    """DESIGN.md §7.3: one backward=True call per step; trials run with grad disabled; `backwards=` accepted."""
     x, y = digits
     model = mlp()
     opt = r.cls(model.parameters())
@@ -147,15 +148,15 @@ def test_closure_contract(r, spelling, digits):
     for bx, by in batches(x, y, 5):
         calls.clear()
         opt.step(make(bx, by))
-        assert [c for c in calls if c[0]] == [(True, True)], "spec 7.3: exactly one backward=True call per step"
+        assert [c for c in calls if c[0]] == [(True, True)], "DESIGN.md §7.3: exactly one backward=True call per step"
         trials = [c for c in calls if not c[0]]
         assert len(trials) == opt.diagnostics["trials"]
-        assert all(grad is False for _, grad in trials), "spec 7.3: trials must run under torch.no_grad()"
+        assert all(grad is False for _, grad in trials), "DESIGN.md §7.3: trials must run under torch.no_grad()"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_closure_errors(r):
-    """spec 7.3: no closure -> RuntimeError; a 2-element loss -> ValueError."""
+    """DESIGN.md §7.3: no closure -> RuntimeError; a 2-element loss -> ValueError."""
     model = mlp()
     opt = r.cls(model.parameters())
     with pytest.raises(RuntimeError):
@@ -178,7 +179,7 @@ def test_sparse_grad_runtime_error(r):
 
 
 def test_salsa_without_line_search_is_adam(digits):
-    """spec 7.9: SaLSa(init_step_size=1e-3, grow=1, line_search=False) == Adam(1e-3); with wd 0.01 == AdamW."""
+    """DESIGN.md §7.9: SaLSa(init_step_size=1e-3, grow=1, line_search=False) == Adam(1e-3); with wd 0.01 == AdamW."""
     from line_search.sls import SaLSa
 
     x, y = digits
@@ -189,29 +190,30 @@ def test_salsa_without_line_search_is_adam(digits):
         train(ours, a, x, y, 20)
         train(ref, b, x, y, 20)
         pa, pb = flat_params(a), flat_params(b)
-        assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-7), f"spec 7.9 (wd={wd}): max diff {(pa - pb).abs().max()}"
+        assert torch.allclose(pa, pb, rtol=1e-5, atol=1e-7), f"(wd={wd}): max diff {(pa - pb).abs().max()}"
         assert ours.diagnostics["n_forwards"] == 20
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_group_lr_mirrors_eta(r, digits):
-    """spec 7.15: group['lr'] == eta in all groups after each step; writing lr = x gives next eta_cand = x*grow."""
+    """DESIGN.md §7.15: group['lr'] == eta in all groups after each step;
+    writing lr = x gives next eta_cand = x*grow."""
     x, y = digits
     model = mlp()
     groups = [{"params": list(model[1].parameters())}, {"params": [p for m in model[2:] for p in m.parameters()]}]
     opt = r.cls(groups)
     for i, _ in enumerate(range(3)):
         train(opt, model, x, y, 1, skip=i)
-        assert all(g["lr"] == opt.diagnostics["eta"] for g in opt.param_groups), "spec 7.15"
+        assert all(g["lr"] == opt.diagnostics["eta"] for g in opt.param_groups), "DESIGN.md §7.15"
     for g in opt.param_groups:
         g["lr"] = 0.0123
     train(opt, model, x, y, 1, skip=3)
-    assert opt.diagnostics["eta_cand"] == pytest.approx(0.0123 * opt.grow, rel=1e-15), "spec 7.15"
+    assert opt.diagnostics["eta_cand"] == pytest.approx(0.0123 * opt.grow, rel=1e-15), "DESIGN.md §7.15"
 
 
 @pytest.mark.parametrize("r", RECIPES, ids=IDS)
 def test_memory_footprint(r, digits):
-    """spec 7.16: state bytes == Adam's exp_avg + exp_avg_sq; work bytes <= 1x params; SLS 0/0."""
+    """DESIGN.md §7.16: state bytes == Adam's exp_avg + exp_avg_sq; work bytes <= 1x params; SLS 0/0."""
     x, y = digits
     model = mlp()
     opt = r.cls(model.parameters())
@@ -219,7 +221,7 @@ def test_memory_footprint(r, digits):
     mem = opt.memory_footprint()
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if not r.moments:
-        assert mem == {"state_bytes": 0, "work_bytes": 0}, f"spec 7.16: SLS {mem}"
+        assert mem == {"state_bytes": 0, "work_bytes": 0}, f"DESIGN.md §7.16: SLS {mem}"
         return
     ref_model = mlp()
     adam = torch.optim.Adam(ref_model.parameters(), lr=1e-3)
@@ -227,5 +229,5 @@ def test_memory_footprint(r, digits):
     adam_bytes = sum(
         st[k].numel() * st[k].element_size() for st in adam.state.values() for k in ("exp_avg", "exp_avg_sq")
     )
-    assert mem["state_bytes"] == adam_bytes, f"spec 7.16: {mem['state_bytes']} != Adam {adam_bytes}"
-    assert 0 < mem["work_bytes"] <= param_bytes, f"spec 7.16: work {mem['work_bytes']} > params {param_bytes}"
+    assert mem["state_bytes"] == adam_bytes, f"DESIGN.md §7.16: {mem['state_bytes']} != Adam {adam_bytes}"
+    assert 0 < mem["work_bytes"] <= param_bytes, f"DESIGN.md §7.16: work {mem['work_bytes']} > params {param_bytes}"

@@ -1,4 +1,4 @@
-"""DDP agreement (spec 7.18, 3.3): 2 gloo ranks, different shards, identical steps; sync_losses=False drifts apart."""
+"""DDP agreement (DESIGN.md §7.18, §3.3): 2 gloo ranks, different shards, identical steps; no loss sync drifts apart."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_ddp_ranks_agree_and_sync_binds_them(tmp_path):
-    """spec 7.18: KenSLS and SaLSa, 2 ranks, 30 steps: max |param diff| = 0, equal etas; sync_losses=False differs."""
+    """DESIGN.md §7.18: KenSLS and SaLSa, 2 ranks, 30 steps: max |param diff| = 0, equal etas;
+    sync_losses=False differs."""
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True)
     res = torch.load(out)
@@ -65,11 +66,11 @@ def test_ddp_ranks_agree_and_sync_binds_them(tmp_path):
     for (cls_name, sync), r in res.items():
         diff = (r["params"][0] - r["params"][1]).abs().max().item()
         if sync and diff != 0.0:
-            failures.append(f"spec 7.18 {cls_name}: ranks differ by {diff}")
+            failures.append(f"DESIGN.md §7.18 {cls_name}: ranks differ by {diff}")
         if sync and not torch.equal(r["etas"][0], r["etas"][1]):
-            failures.append(f"spec 7.18 {cls_name}: eta sequences differ")
+            failures.append(f"DESIGN.md §7.18 {cls_name}: eta sequences differ")
         if not sync and diff == 0.0:
-            failures.append("spec 7.18: SaLSa with sync_losses=False kept ranks identical")
+            failures.append("DESIGN.md §7.18: SaLSa with sync_losses=False kept ranks identical")
     assert len(res) == 3 and not failures, "\n".join(failures)
 
 

@@ -1,4 +1,4 @@
-"""Slow tier, preregistered rules of spec 6.1 (R1) and 6.2 (R2), and the speed-up checks of spec 7.8.
+"""Slow tier, preregistered rules of DESIGN.md §6.1 (R1) and 6.2 (R2), and the speed-up checks of DESIGN.md §7.8.
 
 Each reproduction runs once (one test per grid, so xdist never runs a grid twice); all failures of a grid are
 collected and reported together.
@@ -20,7 +20,7 @@ def _metrics(out, name):
 
 @pytest.mark.slow
 def test_r1_digits_rule_and_speed_up(tmp_path):
-    """spec 6.1 rule per class (3 seeds) and spec 7.8 (speed-up cadence, forwards/step)."""
+    """DESIGN.md §6.1 rule per class (3 seeds) and DESIGN.md §7.8 (speed-up cadence, forwards/step)."""
     from line_search.run_multiple_img import main
 
     s = main(["--optims", "sls,adamsls,kensls,salsa,adam", "--numexp", "3", "--out", str(tmp_path), *SLOW_EVAL])
@@ -31,7 +31,7 @@ def test_r1_digits_rule_and_speed_up(tmp_path):
     for name, r in v["optimizers"].items():
         if not r["pass"]:
             failures.append(
-                f"spec 6.1: {name} loss {r['final_train_loss']:.5f} (<= {v['loss_threshold']:.5f}?) "
+                f"DESIGN.md §6.1: {name} loss {r['final_train_loss']:.5f} (<= {v['loss_threshold']:.5f}?) "
                 f"acc {r['val_acc']:.4f} (>= {v['acc_threshold']:.4f}?)"
             )
     checked = 0
@@ -40,21 +40,21 @@ def test_r1_digits_rule_and_speed_up(tmp_path):
         assert len(rows) == 645
         searched = [int(r["searched"]) for r in rows]
         if not all(searched[:10]):
-            failures.append(f"spec 7.8 seed {seed}: steps 1-10 did not all search")
+            failures.append(f"DESIGN.md §7.8 seed {seed}: steps 1-10 did not all search")
         for i in range(10, len(rows) - 9):
             checked += 1
             if not any(searched[i : i + 10]):
-                failures.append(f"spec 7.8 seed {seed}: no search in steps {i + 1}-{i + 10}")
+                failures.append(f"DESIGN.md §7.8 seed {seed}: no search in steps {i + 1}-{i + 10}")
                 break
         late = sum(int(r["forwards"]) for r in rows[200:]) / len(rows[200:])
         if late > 1.2:
-            failures.append(f"spec 7.8 seed {seed}: SaLSa forwards/step over 201-645 = {late:.3f} > 1.2 (pilot 1.14)")
+            failures.append(f"seed {seed}: SaLSa forwards/step over 201-645 = {late:.3f} > 1.2 (pilot 1.14)")
     groups = s["groups"]["digits"]
     fwd = {k: groups[k]["forwards_per_step_mean"] for k in ("sls", "adamsls", "kensls")}
     fwd["salsa_nosu"] = nosu["groups"]["digits"]["salsa_nosu"]["forwards_per_step_mean"]
     for k, f in fwd.items():
         if f > 2.6:
-            failures.append(f"spec 7.8: {k} without speed-up {f:.3f} forwards/step > 2.6")
+            failures.append(f"DESIGN.md §7.8: {k} without speed-up {f:.3f} forwards/step > 2.6")
     print({k: round(f, 3) for k, f in fwd.items()}, v)
     assert checked > 600
     assert not failures, "\n".join(failures)
@@ -62,7 +62,7 @@ def test_r1_digits_rule_and_speed_up(tmp_path):
 
 @pytest.mark.slow
 def test_r2_tiny_bert_rule(tmp_path):
-    """spec 6.2 rule for AdamSLS, KenSLS, SaLSa (2 seeds); SLS is reported, not ruled."""
+    """DESIGN.md §6.2 rule for AdamSLS, KenSLS, SaLSa (2 seeds); SLS is reported, not ruled."""
     from line_search.run_multiple import main
 
     s = main(["--optims", "sls,adamsls,kensls,salsa,adam", "--numexp", "2", "--out", str(tmp_path), *SLOW_EVAL])
@@ -70,7 +70,7 @@ def test_r2_tiny_bert_rule(tmp_path):
     assert v is not None, "R2 grid incomplete"
     print(v)
     failures = [
-        f"spec 6.2: {name} loss {r['final_train_loss']:.4f} (<= {v['loss_threshold']:.4f}?) "
+        f"DESIGN.md §6.2: {name} loss {r['final_train_loss']:.4f} (<= {v['loss_threshold']:.4f}?) "
         f"acc {r['val_acc']:.4f} (>= {v['acc_threshold']:.4f}?)"
         for name, r in v["optimizers"].items()
         if not r["pass"]

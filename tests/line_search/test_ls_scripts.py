@@ -1,4 +1,4 @@
-"""The seed's scripts (spec 4, 7.12 second half, 7.19, 9): help, exit 2 on bad input, INI = JSON, resume, grids."""
+"""The seed's scripts (DESIGN.md §4, §7.12, §7.19, §9): help, exit 2 on bad input, INI = JSON, resume, grids."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _main():
 
 @pytest.mark.slow
 def test_help_runs_as_file_and_module():
-    """spec 2: `python line_search/main.py --help` and `python -m line_search.run_multiple --help` work."""
+    """DESIGN.md §2: `python line_search/main.py --help` and `python -m line_search.run_multiple --help` work."""
     a = subprocess.run([sys.executable, "line_search/main.py", "--help"], cwd=ROOT, env=ENV, capture_output=True)
     b = subprocess.run(
         [sys.executable, "-m", "line_search.run_multiple_img", "--help"], cwd=ROOT, env=ENV, capture_output=True
@@ -69,15 +69,15 @@ BAD = {
 
 @pytest.mark.parametrize("argv", list(BAD.values()), ids=list(BAD))
 def test_bad_input_exits_2_with_one_line(argv, capsys, tmp_path):
-    """spec 4 / 9: bad input -> one line on stderr, exit status 2."""
+    """DESIGN.md §4 / 9: bad input -> one line on stderr, exit status 2."""
     with pytest.raises(SystemExit) as exc:
         run_main(_main(), [*argv, "--out", str(tmp_path / "r"), "--no_progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1, f"spec 9: exit {exc.value.code}, stderr {err}"
+    assert exc.value.code == 2 and len(err) == 1, f"DESIGN.md §9: exit {exc.value.code}, stderr {err}"
 
 
 def test_seed_verbatim_config_lists_datasets(tmp_path, capsys):
-    """spec 4.1: the seed's config (dataset = pol) exits 2 with the dataset list."""
+    """DESIGN.md §4.1: the seed's config (dataset = pol) exits 2 with the dataset list."""
     cfg = tmp_path / "config.json"
     cfg.write_text("[DEFAULT]\nbatch_size = 32\ndataset = pol\noptim = kensls\nmodel = bert\ntype = NLP\n")
     with pytest.raises(SystemExit) as exc:
@@ -95,7 +95,7 @@ def test_seed_verbatim_config_lists_datasets(tmp_path, capsys):
     ids=["img", "nlp"],
 )
 def test_paper_without_data_exits_2(script, argv, capsys):
-    """spec 4.2: with --paper, missing data or weights exit 2 and name what is missing."""
+    """DESIGN.md §4.2: with --paper, missing data or weights exit 2 and name what is missing."""
     mod = __import__(f"line_search.{script}", fromlist=["main"])
     with pytest.raises(SystemExit) as exc:
         run_main(mod.main, [*argv, "--dry_run"])
@@ -104,7 +104,7 @@ def test_paper_without_data_exits_2(script, argv, capsys):
 
 
 def test_dry_run_lists_grid(capsys):
-    """spec 4.2: --dry_run lists the configs (R1 grid: 4 ours + 5 Adam + 5 SGD, x 3 seeds)."""
+    """DESIGN.md §4.2: --dry_run lists the configs (R1 grid: 4 ours + 5 Adam + 5 SGD, x 3 seeds)."""
     from line_search.run_multiple_img import main
 
     assert main(["--dry_run"])["n_runs"] == (4 + 5 + 5) * 3
@@ -113,7 +113,7 @@ def test_dry_run_lists_grid(capsys):
 
 @pytest.mark.slow
 def test_ini_and_json_give_identical_summaries(tmp_path):
-    """spec 7.19: the bundled config.json (INI) and its JSON twin give identical summary numbers (epochs=1)."""
+    """DESIGN.md §7.19: the bundled config.json (INI) and its JSON twin give identical summary numbers (epochs=1)."""
     from line_search.harness.config import read_config
 
     raw, _ = read_config(ROOT / "line_search" / "config.json")
@@ -122,15 +122,15 @@ def test_ini_and_json_give_identical_summaries(tmp_path):
     a = _main()(["--set", "epochs=1", "--out", str(tmp_path / "ini"), "--no_progress", "--device", "cpu"])
     b = _main()(["--config_file", str(twin), "--set", "epochs=1", "--out", str(tmp_path / "json"), "--no_progress"])
     keys = ("final_train_loss", "val_acc", "forwards_per_step", "search_fraction", "n_fail", "steps", "status")
-    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, "spec 7.19: INI and JSON runs differ"
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, "DESIGN.md §7.19: INI and JSON runs differ"
     assert a["steps"] == 43 and a["status"] == "done"
     files = {p.name for p in (tmp_path / "ini" / "line_search" / "main" / "digits_kensls_s42").iterdir()}
     want = {"config.json", "metrics.csv", "epochs.csv", "summary.json", "SysOut.txt", "checkpoint.pt", "loss.png"}
-    assert want <= files, f"spec 4.1 run dir lacks {want - files}"
+    assert want <= files, f"DESIGN.md §4.1 run dir lacks {want - files}"
 
 
 def test_diverged_run_exits_0(tmp_path, capsys):
-    """spec 9: a NaN loss stops the run with status "diverged", metrics kept, no error exit."""
+    """DESIGN.md §9: a NaN loss stops the run with status "diverged", metrics kept, no error exit."""
     argv = ["--set", "optim=sgd", "--set", "lr=1e8", "--set", "epochs=2", "--no_progress", "--name", "div"]
     s = _main()([*argv, "--out", str(tmp_path)])
     run_dir = tmp_path / "line_search" / "main" / "div"
@@ -141,7 +141,7 @@ def test_diverged_run_exits_0(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_killed_main_resumes_bitwise(tmp_path, monkeypatch, capsys):
-    """spec 7.12: main.py killed in epoch 2 of 3, run with --resume == uninterrupted run, no duplicate rows."""
+    """DESIGN.md §7.12: main.py killed in epoch 2 of 3, run with --resume == uninterrupted run, no duplicate rows."""
     from line_search.harness import trainer
 
     argv = ["--set", "epochs=3", "--set", "optim=salsa", "--no_progress", "--device", "cpu"]
@@ -162,16 +162,16 @@ def test_killed_main_resumes_bitwise(tmp_path, monkeypatch, capsys):
     resumed = _main()([*argv, "--out", str(tmp_path / "cut"), "--resume"])
     assert "resumed from " in capsys.readouterr().out, "a resumed run says so (common.cli.announce_resume)"
     keys = ("final_train_loss", "val_acc", "forwards_per_step", "n_fail", "steps")
-    assert {k: full[k] for k in keys} == {k: resumed[k] for k in keys}, "spec 7.12: resumed run differs"
+    assert {k: full[k] for k in keys} == {k: resumed[k] for k in keys}, "DESIGN.md §7.12: resumed run differs"
     rows = [list(csv.DictReader(open(_run_dir(tmp_path / d) / "metrics.csv"))) for d in ("full", "cut")]
-    assert [r["step"] for r in rows[1]] == [str(i) for i in range(1, 130)], "spec 9: duplicate or missing rows"
-    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]], "spec 7.12: per-step losses differ"
+    assert [r["step"] for r in rows[1]] == [str(i) for i in range(1, 130)], "DESIGN.md §9: duplicate or missing rows"
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]], "DESIGN.md §7.12: per-step losses differ"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", ["run_multiple_img", "run_multiple"])
 def test_quick_grids_write_tables(script, tmp_path):
-    """spec 7.19: `--quick` grids write table.csv and summary.json."""
+    """DESIGN.md §7.19: `--quick` grids write table.csv and summary.json."""
     mod = __import__(f"line_search.{script}", fromlist=["main"])
     summary = mod.main(["--quick", "--out", str(tmp_path), "--no_progress", "--device", "cpu"])
     out = tmp_path / "line_search" / script / "quick"
