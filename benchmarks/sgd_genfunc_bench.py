@@ -1,4 +1,4 @@
-"""sgd_genfunc speed goals B1-B5 (spec 8): baseline and ours timed interleaved in one process, one thread.
+"""sgd_genfunc speed goals B1-B5 (DESIGN.md §8): baseline and ours timed interleaved in one process, one thread.
 
 python benchmarks/sgd_genfunc_bench.py [--quick]   -> prints the ratio table, writes results/bench/sgd_genfunc.json
 """
@@ -149,7 +149,7 @@ def main(argv=None):
     lam, c = power_law_spectrum(100_000, 1.5), power_law_coefficients(100_000, 1.0)
     T = 1000 if q else 10_000
     sd_run(lam, c, T, 1.0, 0.0, gamma(100_000, 10), 1.0)
-    print(f"SD curve N=1e5, T={T}: {time.time() - t0:.1f} s (spec pilot numpy: 11-40 s at T=1e4)")
+    print(f"SD curve N=1e5, T={T}: {time.time() - t0:.1f} s (pilot numpy implementations: 11-40 s at T=1e4)")
     report.finish()
 
 

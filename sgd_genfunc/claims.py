@@ -1,9 +1,9 @@
-"""Preregistered small-scale reproductions R1-R6 of spec 6 (rules fixed before any run; sizes per preset).
+"""Preregistered small-scale reproductions R1-R6 of DESIGN.md §6 (rules fixed before any run; sizes per preset).
 
-Each `r*` function runs one experiment, checks every rule of its spec paragraph and returns a `Reproduction`
+Each `r*` function runs one experiment, checks every rule of its DESIGN.md §6 paragraph and returns a `Reproduction`
 (rules with expected and measured values, a verdict, and the curves for the figure). `reproduce.py`, `demo.py` and
-the slow tests call these; presets: "ci" (the spec's CI variant), "full" (make reproduce), "demo" (make demo, smaller
-where the spec's CI size does not fit the demo budget; the rules stay the same).
+the slow tests call these; presets: "ci" (the CI variant of §6), "full" (make reproduce), "demo" (make demo, smaller
+where the CI size does not fit the demo budget; the rules stay the same).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from sgd_genfunc.training import ResidualSGD, batch_streams, train_linearized, t
 
 @dataclass
 class Rule:
-    """One preregistered check: what the spec expects, what we measured, and whether it holds."""
+    """One preregistered check: what DESIGN.md §6 expects, what we measured, and whether it holds."""
 
     name: str
     expected: str

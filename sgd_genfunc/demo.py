@@ -1,4 +1,4 @@
-"""Rows of results/demo/REPORT.md for sgd_genfunc (common.report): R1-R5 of spec 6 at demo sizes (quick) or the
+"""Rows of results/demo/REPORT.md for sgd_genfunc (common.report): R1-R5 of DESIGN.md §6 at demo sizes (quick) or the
 full presets of make reproduce (quick=False, which adds R6)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Neural tangent kernels of the paper's one-hidden-layer ReLU network, (E12), and the lr mapping of spec 3.1.
+"""Neural tangent kernels of the paper's one-hidden-layer ReLU network, (E12), and the lr mapping of DESIGN.md §3.1.
 
 Model: h = W x / sqrt(d) + b_1, f = a . relu(h) / sqrt(H), with W (H x d), b_1 (H), a (out x H) ~ N(0, 1) and no
 readout bias. Symbols: N points, d input dimension, H hidden width, phi = relu(h) (N x H), M = 1[h > 0] (N x H).
@@ -6,10 +6,11 @@ readout bias. Symbols: N points, d input dimension, H hidden width, phi = relu(h
 (E12) closed form: K = [phi phi^T + ((M a^2) M^T) o (X X^T / d + 1)] / H, O(N^2 H) time, O(N H) memory.
 Infinite width: s = |x|^2/d + 1, r = x.x'/d + 1, theta = arccos(r / sqrt(s s')),
       K = sqrt(s s') (sin theta + (pi - theta) cos theta) / (2 pi) + r (pi - theta) / (2 pi).
-lr mapping (spec 3.1): with the batch loss 0.5 * MSE, torch SGD at lr matches (E2) at lr = alpha * N / lambda_max(K).
+lr mapping (DESIGN.md §3.1): with the batch loss 0.5 * MSE, torch SGD at lr matches (E2) at
+lr = alpha * N / lambda_max(K).
 
 Notes: the reference's analytic infinite-width kernel subtracted the diagonal angle row-wise, returned an
-unsymmetrized matrix and dropped the norm product; this is the symmetric arc-cosine form (spec 3.9).
+unsymmetrized matrix and dropped the norm product; this is the symmetric arc-cosine form (DESIGN.md §3.9).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def ntk_relu_infinite(X: torch.Tensor) -> torch.Tensor:
 
 
 def lr_scale(K: torch.Tensor) -> float:
-    """N / lambda_max(K): torch SGD with lr = alpha * lr_scale follows (E2) with step alpha (spec 3.1)."""
+    """N / lambda_max(K): torch SGD with lr = alpha * lr_scale follows (E2) with step alpha (DESIGN.md §3.1)."""
     lam_max = float(torch.linalg.eigvalsh(K.double())[-1])
     if lam_max <= 0:
         raise ValueError("kernel has no positive eigenvalue")

@@ -192,7 +192,7 @@ def _load(name: str, root: Path):
 
 
 def regression_data(name: str, N: int, root="data", seed: int = 42, n_val: int = 0) -> RegressionData:
-    """A standardized subset of N points of a real dataset (spec 5).
+    """A standardized subset of N points of a real dataset (DESIGN.md §5).
 
     Images: flattened, pixel mean/std of the full train split, stratified subset (random_state = seed). sklearn sets:
     subset (random_state = seed), global standardization. UCI: subset, per-feature standardization on the subset

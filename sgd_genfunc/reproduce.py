@@ -1,4 +1,4 @@
-"""Preregistered reproductions R1-R6 of spec 6: run, check every rule, write report.md, summary.json and figures.
+"""Preregistered reproductions R1-R6 of DESIGN.md §6: run, check every rule, write report.md, summary.json and figures.
 
 Examples: python sgd_genfunc/reproduce.py --quick (make demo sizes); python sgd_genfunc/reproduce.py (make
 reproduce: R1 with b in {10, 100}, R3 at N = 1e5, R4 at N = T = 1e4, R6 40 x 40); --only R1,R3 selects rows.
@@ -20,14 +20,14 @@ def build_parser():
     p = scripting.make_parser(__doc__.split("\n")[0])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="demo sizes (make demo), rows R1-R5")
-    g.add_argument("--ci", action="store_true", help="the spec's CI sizes (slow tests)")
+    g.add_argument("--ci", action="store_true", help="the CI sizes of DESIGN.md §6 (slow tests)")
     p.add_argument("--only", type=csv_list(str), default=None, metavar="R1,R3", help="run only these rows")
     scripting.add_run_block(p, devices=("cpu",))  # the presets are sized for the CPU; GPU commands: README
     return p
 
 
 def report_markdown(reps) -> str:
-    lines = ["# sgd_genfunc reproductions (spec 6)", "", "| id | claim | size | verdict |", "|---|---|---|---|"]
+    lines = ["# sgd_genfunc reproductions (DESIGN.md §6)", "", "| id | claim | size | verdict |", "|---|---|---|---|"]
     lines += [f"| {r.rid} | {r.claim} | {r.size} | {r.verdict} |" for r in reps]
     for r in reps:
         lines += ["", f"## {r.rid}: {r.claim}", "", "| rule | expected | measured | pass |", "|---|---|---|---|"]

@@ -227,7 +227,7 @@ def progress_bar(args, total: int, desc: str):
 
 
 class ConfigStore:
-    """Finished configs stored atomically (common.checkpoint) under <run dir>/configs/, for --resume (spec 9)."""
+    """Finished configs stored atomically (common.checkpoint) under <run dir>/configs/, for --resume (DESIGN.md §9)."""
 
     def __init__(self, run: Run, resume: bool):
         self.dir = Path(run.path) / "configs"
@@ -258,7 +258,7 @@ def save_pth(run: Run, name: str, obj) -> Path:
 
 
 def log_steps(n_steps: int) -> np.ndarray:
-    """All steps if n_steps <= 2000, else 400 log-spaced steps (spec 4)."""
+    """All steps if n_steps <= 2000, else 400 log-spaced steps (DESIGN.md §4)."""
     if n_steps <= 2000:
         return np.arange(n_steps + 1)
     return np.unique(np.concatenate([[0], np.geomspace(1, n_steps, 400).round().astype(int)]))

@@ -3,7 +3,8 @@ SD approximation with tau = +1 ("mean_field") and tau = -1 ("gauss"), over a gri
 
 Example (seed README): python sgd_genfunc/train_4_regimes.py --lr 1.2 --momentum 0.0 --batch_size 10 100
 The kernel is the closed-form NTK of the initialized net (d_0 = f_0 - y); the net trains at lr = alpha * lr_scale,
-lr_scale = N / lambda_max(K_emp) (spec 3.9). Outputs: loss_curves_4_regimes.pth {(b, alpha, beta): {mlp, mean_field,
+lr_scale = N / lambda_max(K_emp) (DESIGN.md §3.9).
+Outputs: loss_curves_4_regimes.pth {(b, alpha, beta): {mlp, mean_field,
 gauss, linearized}}, data.pth {c_diag, eigv, lambda_max, lr_scale}, eig.png, metrics.csv, loss.png, summary.json.
 """
 

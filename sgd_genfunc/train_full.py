@@ -1,7 +1,7 @@
 """SGD loss curves averaged exactly over all batch samplings ("full" regime, E3), over a grid of (b, alpha, beta).
 
 Example: python sgd_genfunc/train_full.py --N 64 --nu 1.5 --n_steps 1000 --basis hadamard --init diagonal
-Runs in float64 with C and P symmetrized every step (spec 3.9). Outputs: loss_curves.pth {(b, lr, beta): curve},
+Runs in float64 with C and P symmetrized every step (DESIGN.md §3.9). Outputs: loss_curves.pth {(b, lr, beta): curve},
 metrics.csv, loss.png, summary.json.
 """
 

@@ -7,13 +7,14 @@ last increment of the residual d; alpha step size, beta momentum, gamma batch no
       J' = beta J - alpha C K~ + P'
       C' = C - alpha (K~C + CK~) + beta (J + J^T) + P'
 
-`full_step` works in the eigenbasis of K~ (spec 3.2): every term is elementwise there except diag(C) and the noise,
+`full_step` works in the eigenbasis of K~ (DESIGN.md §3.2):
+every term is elementwise there except diag(C) and the noise,
 dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step (in-place
 elementwise work, J^T carried explicitly so that only Z needs a transposed read).
 `full_step_naive` is (E3) written in the sample basis (five matmuls), the test oracle and benchmark baseline.
 
 Notes: the reference recursion was unstable in floating point (its antisymmetric part grows); here the dynamics run in
-float64 only and C, P are symmetrized after every step (spec 3.9).
+float64 only and C, P are symmetrized after every step (DESIGN.md §3.9).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
 
     J^T is carried as its own array (J^T' = beta J^T - alpha K~C + P'), so no term needs a transposed read except the
     noise matrix Z, which is symmetrized once; every other term is symmetric by construction, so C and P stay exactly
-    symmetric (the symmetrization of spec 3.9) with one transposed pass per step instead of three.
+    symmetric (the symmetrization of DESIGN.md §3.9) with one transposed pass per step instead of three.
     """
     C, J, P, Jt = state
     if Jt is None:

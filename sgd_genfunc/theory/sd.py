@@ -10,7 +10,7 @@ noise factor (E2); tau the SD parameter (+1 "mean_field", -1 "gauss"); S = sum_l
       c'_k = c_k - 2 alpha lambda_k c_k + 2 beta j_k + p'_k
 
 Every step costs O(N) per config; all configs of a grid (leading shape G) advance together.
-Divergence (spec 9): a config is marked diverged at the first step where L is non-finite or exceeds 1e30 L_0; its
+Divergence (DESIGN.md §9): a config is marked diverged at the first step where L is non-finite or exceeds 1e30 L_0; its
 state is frozen there and later loss entries are +inf.
 """
 

@@ -51,7 +51,7 @@ def optimal_alpha(
     rounds: int = 2,
 ) -> Optimum:
     """argmin over alpha of L_T: 64 alphas alpha_c*i/64 (i = 1..64), then 2 rounds of 32 points between the best
-    point's neighbours (spec 3.7)."""
+    point's neighbours (DESIGN.md §3.7)."""
     lam = as_tensor(lam)
     a_c = float(critical_alpha(lam, beta, gamma, tau))
     if a_c <= 0:
@@ -76,7 +76,7 @@ def optimal_alpha(
 
 
 def optimal_beta(lam, c, n_steps: int, alpha: float, betas=None, gamma: float = 1.0, tau: float = 1.0) -> Optimum:
-    """argmin of L_T over a beta grid (default -0.6:0.6:0.05) at fixed alpha (spec 3.7)."""
+    """argmin of L_T over a beta grid (default -0.6:0.6:0.05) at fixed alpha (DESIGN.md §3.7)."""
     if betas is None:
         betas = np.round(np.arange(-0.6, 0.6 + 1e-9, 0.05), 10)
     betas = np.asarray(betas, dtype=float)

@@ -1,4 +1,4 @@
-"""Batch streams shared by every sampled regime (spec 3.9).
+"""Batch streams shared by every sampled regime (DESIGN.md §3.9).
 
 Run r of any regime draws its batches from numpy SeedSequence(seed).spawn(R)[r], so NN run r and linearized run r see
 the same indices (common random numbers), identical across configs. Each step takes b distinct indices (the b smallest

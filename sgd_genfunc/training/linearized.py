@@ -7,7 +7,7 @@ function-space gradient, alpha_n, beta_n the (possibly scheduled) step size and 
 Adam on g (ResidualAdam): m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2, d <- d - alpha m^/(sqrt(v^) + eps).
 
 Batches come from `batches.draw_batches` in chunks; losses stay on the device and are read once at the end (no
-per-step host sync, spec 3.9).
+per-step host sync, DESIGN.md §3.9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spec 7.1-7.6: batch identity, full dynamics (eigenbasis vs naive vs brute force), SD exactness, Monte Carlo."""
+"""DESIGN.md §7.1-7.6: batch identity, full dynamics (eigenbasis vs naive vs brute force), SD exactness, Monte Carlo."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def kernel64():
 
 
 def test_gamma_values():
-    assert gamma(1000, 1) == 1.0, "spec 7.1: gamma(N, 1) = 1"
-    assert gamma(1000, 1000) == 0.0, "spec 7.1: gamma(N, N) = 0"
-    assert gamma(1000, 10) == pytest.approx(990 / 9990, rel=1e-15), "spec 7.1: gamma(1000, 10) = 990/9990"
-    assert gamma(10, 4, replacement=True) == 0.25, "spec 3.1: gamma = 1/b with replacement"
+    assert gamma(1000, 1) == 1.0, "DESIGN.md §7.1: gamma(N, 1) = 1"
+    assert gamma(1000, 1000) == 0.0, "DESIGN.md §7.1: gamma(N, N) = 0"
+    assert gamma(1000, 10) == pytest.approx(990 / 9990, rel=1e-15), "DESIGN.md §7.1: gamma(1000, 10) = 990/9990"
+    assert gamma(10, 4, replacement=True) == 0.25, "DESIGN.md §3.1: gamma = 1/b with replacement"
 
 
 @pytest.mark.parametrize("bad", [(1, 1), (10, 0), (10, 11)])
@@ -55,7 +55,7 @@ def test_batch_second_moment_by_enumeration():
                 S[B] = 1.0
                 acc += (N / b) ** 2 * (S[:, None] * C * S[None, :])
             err = rel(acc / len(batches), batch_second_moment(C, b))
-            assert err < 1e-12, f"spec 7.1: E_B[(N/b)^2 S_B C S_B] identity, N={N}, b={b}, rel err {err:.2e}"
+            assert err < 1e-12, f"DESIGN.md §7.1: E_B[(N/b)^2 S_B C S_B] identity, N={N}, b={b}, rel err {err:.2e}"
             checked += 1
     assert checked == sum(range(2, 8))
 
@@ -73,13 +73,13 @@ def test_batch_second_moment_with_replacement():
                 S = torch.bincount(torch.tensor(tup), minlength=N).double()
                 acc += (N / b) ** 2 * (S[:, None] * C * S[None, :])
             err = rel(acc / len(tuples), batch_second_moment(C, b, replacement=True))
-            assert err < 1e-12, f"spec 7.1: with replacement gamma = 1/b, N={N}, b={b}, rel err {err:.2e}"
+            assert err < 1e-12, f"DESIGN.md §7.1: with replacement gamma = 1/b, N={N}, b={b}, rel err {err:.2e}"
             checked += 1
     assert checked == 12
 
 
 def brute_force_moments(K, d0, alpha, beta, b, n_steps):
-    """Second moment of (d, v) averaged over all C(N, b) batches, step by step (spec 7.2)."""
+    """Second moment of (d, v) averaged over all C(N, b) batches, step by step (DESIGN.md §7.2)."""
     N = K.shape[0]
     eye = torch.eye(N, dtype=torch.float64)
     maps = []
@@ -106,7 +106,7 @@ def test_full_matches_brute_force(N, b, beta):
     Cb, Jb, Pb = brute_force_moments(K, d0, alpha, beta, b, 60)
     for name, ours, ref in (("C", C, Cb), ("J", J, Jb), ("P", P, Pb)):
         err = float((ours - ref).norm() / Cb.norm())
-        assert err < 1e-10, f"spec 7.2: full dynamics {name} vs brute force, N={N}, b={b}, beta={beta}: {err:.2e}"
+        assert err < 1e-10, f"DESIGN.md §7.2: full dynamics {name} vs brute force, N={N}, b={b}, beta={beta}: {err:.2e}"
 
 
 @pytest.mark.parametrize("alpha,beta,b", [(1.0, 0.0, 16), (0.5, 0.5, 16)])
@@ -116,15 +116,17 @@ def test_eigenbasis_matches_naive_and_stays_symmetric(kernel64, alpha, beta, b):
     eig = full_run(lam, U, torch.outer(d0, d0), 300, alpha, beta, g, form="eig").loss
     naive = full_run(lam, U, torch.outer(d0, d0), 300, alpha, beta, g, form="naive").loss
     err = rel(eig, naive)
-    assert err < 1e-12, f"spec 7.3: eigenbasis vs naive loss rel diff {err:.2e} (< 1e-12)"
+    assert err < 1e-12, f"DESIGN.md §7.3: eigenbasis vs naive loss rel diff {err:.2e} (< 1e-12)"
     state = full_init(lam, U, torch.outer(d0, d0))
     for _ in range(300):
         state = full_step(state, lam, U, alpha, beta, g)
-        assert torch.equal(state.C, state.C.T) and torch.equal(state.P, state.P.T), "spec 7.3: C, P exactly symmetric"
+        assert torch.equal(state.C, state.C.T) and torch.equal(state.P, state.P.T), (
+            "DESIGN.md §7.3: C, P exactly symmetric"
+        )
     C, J, P = (torch.outer(d0, d0), torch.zeros(64, 64, dtype=torch.float64), torch.zeros(64, 64, dtype=torch.float64))
     for _ in range(5):
         C, J, P = full_step_naive(C, J, P, K, alpha, beta, g)
-        assert torch.equal(C, C.T) and torch.equal(P, P.T), "spec 3.9: naive form symmetrized too"
+        assert torch.equal(C, C.T) and torch.equal(P, P.T), "DESIGN.md §3.9: naive form symmetrized too"
 
 
 @pytest.mark.parametrize("alpha,beta,b", [(0.5, 0.0, 1), (1.0, 0.5, 4), (0.8, -0.3, 8), (1.5, 0.0, 16)])
@@ -138,9 +140,9 @@ def test_sd_plus1_exact_on_hadamard(alpha, beta, b):
     sd_p = sd_run(lam, c, 1000, alpha, beta, g, 1.0).loss
     sd_m = sd_run(lam, c, 1000, alpha, beta, g, -1.0).loss
     err = float(((full - sd_p).abs() / sd_p).max())
-    assert err < 1e-10, f"spec 7.4: SD tau=+1 exact on Walsh-Hadamard, max rel diff {err:.2e} (< 1e-10)"
+    assert err < 1e-10, f"DESIGN.md §7.4: SD tau=+1 exact on Walsh-Hadamard, max rel diff {err:.2e} (< 1e-10)"
     far = float(((full - sd_m).abs() / sd_m).max())
-    assert far > 0.15, f"spec 7.4: SD tau=-1 must differ by > 15%, got {far:.3f}"
+    assert far > 0.15, f"DESIGN.md §7.4: SD tau=-1 must differ by > 15%, got {far:.3f}"
 
 
 @pytest.mark.slow
@@ -165,8 +167,8 @@ def test_sd_minus1_exact_for_online_gaussian_least_squares():
     c0 = lam * dw0**2
     z_minus = ((mean - sd_run(lam, c0, T, alpha, beta, 1.0 / b, -1.0).trace) / se)[1:].abs().max()
     z_plus = ((mean - sd_run(lam, c0, T, alpha, beta, 1.0 / b, 1.0).trace) / se)[1:].abs().max()
-    assert z_minus < 4, f"spec 7.5: SD tau=-1 vs online least squares max |z| {z_minus:.2f} (< 4; pilot 2.95)"
-    assert z_plus > 10, f"spec 7.5: SD tau=+1 must be rejected, max |z| {z_plus:.2f} (> 10; pilot 25)"
+    assert z_minus < 4, f"DESIGN.md §7.5: SD tau=-1 vs online least squares max |z| {z_minus:.2f} (< 4; pilot 2.95)"
+    assert z_plus > 10, f"DESIGN.md §7.5: SD tau=+1 must be rejected, max |z| {z_plus:.2f} (> 10; pilot 25)"
 
 
 @pytest.mark.parametrize("alpha,beta,b", [(1.0, 0.0, 16), (0.5, 0.5, 16)])
@@ -176,4 +178,4 @@ def test_linearized_monte_carlo_matches_full(kernel64, alpha, beta, b):
     mc = train_linearized(ResidualSGD(alpha, beta), d0, K, T, b, runs, batch_streams(3, runs)).loss
     full = full_run(lam, U, torch.outer(d0, d0), T, alpha, beta, gamma(64, b)).loss
     z = ((mc.mean(0) - full) / (mc.std(0) / runs**0.5))[1:].abs().max()
-    assert z < 4, f"spec 7.6: linearized Monte Carlo vs full, max |z| {z:.2f} (< 4)"
+    assert z < 4, f"DESIGN.md §7.6: linearized Monte Carlo vs full, max |z| {z:.2f} (< 4)"

@@ -1,4 +1,4 @@
-"""Spec 7.12 (NTK), 7.16 (data readers on genuine-format CSVs), problems and power-law fits."""
+"""DESIGN.md §7.12 (NTK), 7.16 (data readers on genuine-format CSVs), problems and power-law fits."""
 
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ def test_closed_form_ntk_equals_torch_func(tiny_net):
     model, X = tiny_net
     K = ntk_mlp1(model, X)
     K_ref = empirical_ntk(model, X)
-    assert rel(K, K_ref) < 1e-10, "spec 7.12: ntk_mlp1 equals empirical_ntk to 1e-10"
+    assert rel(K, K_ref) < 1e-10, "DESIGN.md §7.12: ntk_mlp1 equals empirical_ntk to 1e-10"
     for chunk in (1, 4, 9):
-        assert rel(empirical_ntk(model, X, chunk_size=chunk), K_ref) < 1e-12, f"spec 7.12: chunk_size {chunk}"
+        assert rel(empirical_ntk(model, X, chunk_size=chunk), K_ref) < 1e-12, f"DESIGN.md §7.12: chunk_size {chunk}"
     recompute = empirical_ntk(model, X, chunk_size=4, max_jacobian_bytes=8)
-    assert rel(recompute, K_ref) < 1e-12, "spec 7.12: recompute path agrees"
-    assert torch.equal(K, K.T) or rel(K, K.T) < 1e-15, "spec 7.12: K symmetric"
+    assert rel(recompute, K_ref) < 1e-12, "DESIGN.md §7.12: recompute path agrees"
+    assert torch.equal(K, K.T) or rel(K, K.T) < 1e-15, "DESIGN.md §7.12: K symmetric"
     ev = torch.linalg.eigvalsh(K)
-    assert ev.min() >= -1e-10 * ev.max(), "spec 7.12: K PSD"
+    assert ev.min() >= -1e-10 * ev.max(), "DESIGN.md §7.12: K PSD"
 
 
 @pytest.mark.slow
@@ -45,27 +45,27 @@ def test_infinite_width_limit_on_digits():
     K = ntk_mlp1(model, data.X)
     K_inf = ntk_relu_infinite(data.X)
     err = float((K - K_inf).norm() / K_inf.norm())
-    assert err < 0.03, f"spec 7.12: H = 20000 closed form vs infinite width rel Frobenius {err:.4f} (< 0.03)"
-    assert torch.equal(K_inf, K_inf.T), "spec 3.9: infinite-width kernel symmetric"
+    assert err < 0.03, f"DESIGN.md §7.12: H = 20000 closed form vs infinite width rel Frobenius {err:.4f} (< 0.03)"
+    assert torch.equal(K_inf, K_inf.T), "DESIGN.md §3.9: infinite-width kernel symmetric"
 
 
 def test_digits_lr_scale_and_power_law_fit():
     prob = real_problem("digits", 1000, seed=42, hidden_dim=1000, ntk_model="mlp")
     scale = 1000 / prob.lambda_max
-    assert 0.6 <= scale <= 0.9, f"spec 7.12: digits lr_scale in [0.6, 0.9] (pilot 0.73-0.80), got {scale:.3f}"
+    assert 0.6 <= scale <= 0.9, f"DESIGN.md §7.12: digits lr_scale in [0.6, 0.9] (pilot 0.73-0.80), got {scale:.3f}"
     assert abs(lr_scale(prob.K_tilde * prob.lambda_max) - scale) < 1e-9
     fit = fit_power_laws(prob.lam, prob.c)
-    assert 1.15 <= fit.nu <= 1.6, f"spec R1: digits nu in [1.15, 1.6] (pilot 1.37), got {fit.nu:.3f}"
-    assert 0.4 <= fit.kappa <= 1.2, f"spec R1: digits kappa in [0.4, 1.2] (pilot 0.79), got {fit.kappa:.3f}"
-    assert fit.kappa < 2 * fit.nu - 1, "spec R1: digits fit lies in the signal phase"
+    assert 1.15 <= fit.nu <= 1.6, f"DESIGN.md §6 R1: digits nu in [1.15, 1.6] (pilot 1.37), got {fit.nu:.3f}"
+    assert 0.4 <= fit.kappa <= 1.2, f"DESIGN.md §6 R1: digits kappa in [0.4, 1.2] (pilot 0.79), got {fit.kappa:.3f}"
+    assert fit.kappa < 2 * fit.nu - 1, "DESIGN.md §6 R1: digits fit lies in the signal phase"
 
 
 def test_synthetic_problem_and_spectral_data():
     prob = synthetic_problem(64, 1.5, 1.0, basis="hadamard")
     H = hadamard_basis(64)
     assert torch.allclose(H.T @ H, torch.eye(64, dtype=torch.float64), atol=1e-13)
-    assert torch.allclose(H**2, torch.full_like(H, 1 / 64), atol=1e-15), "spec 3.3: flat eigenvectors"
-    assert abs(float(prob.c.sum()) - 1) < 1e-13, "spec 5 (E13): sum c = 1"
+    assert torch.allclose(H**2, torch.full_like(H, 1 / 64), atol=1e-15), "DESIGN.md §3.3: flat eigenvectors"
+    assert abs(float(prob.c.sum()) - 1) < 1e-13, "DESIGN.md §5 (E13): sum c = 1"
     lam, U, c, lam_max = spectral_data(prob.K_tilde * 3.0, prob.d0)
     assert abs(lam_max - 3.0) < 1e-12 and rel(lam, prob.lam) < 1e-12 and rel(c, prob.c) < 1e-10
     with pytest.raises(ValueError, match="power of 2"):
@@ -111,8 +111,10 @@ def test_uci_readers_standardize_on_subset(tmp_path, name, layout):
     assert data.X.shape == (30, 12 if name == "bike_sharing" else 14)
     std = data.X.std(0)
     varying = std > 0
-    assert torch.allclose(data.X.mean(0), torch.zeros_like(std), atol=1e-12), "spec 7.16: features mean 0 on subset"
-    assert torch.allclose(std[varying], torch.ones_like(std[varying]), atol=1e-12), "spec 7.16: std 1 on subset"
+    assert torch.allclose(data.X.mean(0), torch.zeros_like(std), atol=1e-12), (
+        "DESIGN.md §7.16: features mean 0 on subset"
+    )
+    assert torch.allclose(std[varying], torch.ones_like(std[varying]), atol=1e-12), "DESIGN.md §7.16: std 1 on subset"
     assert abs(float(data.y.mean())) < 1e-12 and abs(float(data.y.std()) - 1) < 1e-12
     with pytest.raises(ValueError, match="exceeds"):
         regression_data(name, 41, root=tmp_path)

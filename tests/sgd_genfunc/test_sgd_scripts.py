@@ -1,4 +1,4 @@
-"""Spec 7.13, 7.15, 7.17 and 9: script CLIs, bad input, outputs, determinism, divergence and resume."""
+"""DESIGN.md §7.13, 7.15, 7.17 and 9: script CLIs, bad input, outputs, determinism, divergence and resume."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def main_of(name):
 def run_ok(name, argv, capsys):
     rc = main_of(name)(argv)
     out = capsys.readouterr().out.strip().splitlines()
-    assert rc == 0 and out[-1].startswith("run dir: "), f"spec 4: last line 'run dir: <path>', got {out[-1:]}"
+    assert rc == 0 and out[-1].startswith("run dir: "), f"DESIGN.md §4: last line 'run dir: <path>', got {out[-1:]}"
     return out[-1][len("run dir: ") :]
 
 
@@ -44,8 +44,8 @@ def exits_2(name, argv, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         run_main(main_of(name), argv)
     err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2, f"spec 9: bad input exits 2 ({name} {argv})"
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, f"spec 9: one line on stderr, got {err!r}"
+    assert exc.value.code == 2, f"DESIGN.md §9: bad input exits 2 ({name} {argv})"
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, f"DESIGN.md §9: one line on stderr, got {err!r}"
     return err
 
 
@@ -63,7 +63,9 @@ def test_both_invocation_forms(repo_root):
         [sys.executable, "-m", "sgd_genfunc.scan_alpha_beta", "--help"],
     ):
         res = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0 and "usage" in res.stdout, f"spec 2: {' '.join(cmd[1:])} works: {res.stderr[-300:]}"
+        assert res.returncode == 0 and "usage" in res.stdout, (
+            f"DESIGN.md §2: {' '.join(cmd[1:])} works: {res.stderr[-300:]}"
+        )
 
 
 SD = "train_spectral_diagonal"
@@ -83,7 +85,7 @@ TINY = ["--N", "32", "--nu", "1.5", "--n_steps", "20", "--no_progress"]
 )
 def test_bad_input_exits_2(argv, needle, capsys, tmp_path):
     err = exits_2(SD, TINY + ["--save_dir", str(tmp_path)] + argv, capsys)
-    assert needle in err, f"spec 9: message names the problem ({needle}): {err}"
+    assert needle in err, f"DESIGN.md §9: message names the problem ({needle}): {err}"
 
 
 def test_bad_sizes_exit_2(capsys, tmp_path):
@@ -106,7 +108,7 @@ def test_bad_sizes_exit_2(capsys, tmp_path):
         ],
         capsys,
     )
-    assert "sgemm_product.csv" in err and "00440" in err, f"spec 9: missing file named with the seed URL: {err}"
+    assert "sgemm_product.csv" in err and "00440" in err, f"DESIGN.md §9: missing file named with the seed URL: {err}"
 
 
 def test_zip_lengths_and_outputs(capsys, tmp_path):
@@ -114,10 +116,12 @@ def test_zip_lengths_and_outputs(capsys, tmp_path):
     argv += ["--momentum", "0.0", "--batch_size", "1", "4", "--aggr_type", "zip", "--save_dir", str(tmp_path)]
     path = run_ok(SD, argv, capsys)
     curves = torch.load(f"{path}/loss_curves.pth", weights_only=False)
-    assert list(curves) == [(1, 0.1, 0.0), (4, 0.2, 0.0)], "spec 4: (b, lr, beta) keys, zip pairs"
-    assert all(v.shape == (21,) and v.dtype == torch.float64 for v in curves.values()), "spec 3.9: n_steps+1 entries"
+    assert list(curves) == [(1, 0.1, 0.0), (4, 0.2, 0.0)], "DESIGN.md §4: (b, lr, beta) keys, zip pairs"
+    assert all(v.shape == (21,) and v.dtype == torch.float64 for v in curves.values()), (
+        "DESIGN.md §3.9: n_steps+1 entries"
+    )
     diag = torch.load(f"{path}/diag_errs.pth", weights_only=False)
-    assert diag[(1, 0.1, 0.0)].shape == (3, 32), "spec 3.9: n_steps//track_freq + 1 tracked rows"
+    assert diag[(1, 0.1, 0.0)].shape == (3, 32), "DESIGN.md §3.9: n_steps//track_freq + 1 tracked rows"
     summary = json.loads(open(f"{path}/summary.json").read())
     assert summary["phase"] == "signal" and "alpha_c" in summary["configs"][0] and "wall_time_s" in summary
 
@@ -127,9 +131,9 @@ def test_divergence_is_recorded(capsys, tmp_path):
     path = run_ok(SD, argv, capsys)
     curves = torch.load(f"{path}/loss_curves.pth", weights_only=False)
     bad = curves[(1, 5.0, 0.0)]
-    assert not torch.isnan(bad).any() and torch.isinf(bad[-1]), "spec 9: later entries +inf, never NaN"
+    assert not torch.isnan(bad).any() and torch.isinf(bad[-1]), "DESIGN.md §9: later entries +inf, never NaN"
     summary = json.loads(open(f"{path}/summary.json").read())
-    assert summary["diverged"] == [[1, 5.0, 0.0]], "spec 9: summary.json lists diverged configs"
+    assert summary["diverged"] == [[1, 5.0, 0.0]], "DESIGN.md §9: summary.json lists diverged configs"
 
 
 def test_full_script_matches_sd_on_hadamard(capsys, tmp_path):
@@ -154,9 +158,9 @@ def test_resume_skips_finished_configs_and_is_bitwise(capsys, tmp_path):
     (part / "loss_curves.pth").unlink()
     kept = {f: f.stat().st_mtime_ns for f in files[:-1]}
     run_ok(SD, argv + ["--save_dir", str(part), "--resume"], capsys)
-    assert all(f.stat().st_mtime_ns == t for f, t in kept.items()), "spec 9: resume repeats no finished config"
+    assert all(f.stat().st_mtime_ns == t for f, t in kept.items()), "DESIGN.md §9: resume repeats no finished config"
     a, b = (open(f"{p}/loss_curves.pth", "rb").read() for p in (ref, part))
-    assert a == b, "spec 9: resumed run writes bitwise the same .pth"
+    assert a == b, "DESIGN.md §9: resumed run writes bitwise the same .pth"
 
 
 def test_batch_streams_shared_between_nn_and_linearized():
@@ -165,9 +169,9 @@ def test_batch_streams_shared_between_nn_and_linearized():
     r2 = batch_streams(42, 3)[2]
     stepwise = np.concatenate([draw_batches(r2, 1, 100, 10) for _ in range(50)])
     assert np.array_equal(chunked, stepwise), (
-        "spec 3.9: NN run r (per step) and linearized run r (chunks) share batches"
+        "DESIGN.md §3.9: NN run r (per step) and linearized run r (chunks) share batches"
     )
-    assert all(len(set(row)) == 10 for row in chunked), "spec 3.9: b distinct indices per step"
+    assert all(len(set(row)) == 10 for row in chunked), "DESIGN.md §3.9: b distinct indices per step"
 
 
 @pytest.mark.slow
@@ -190,14 +194,14 @@ def test_four_regimes_deterministic_and_lr_scale(capsys, tmp_path):
     p3 = run_ok("train_4_regimes", argv + ["--seed", "7", "--save_dir", str(tmp_path / "3")], capsys)
     name = "loss_curves_4_regimes.pth"
     a, b = (open(f"{p}/{name}", "rb").read() for p in (p1, p2))
-    assert a == b, "spec 7.17: same seed gives bitwise equal .pth (CPU)"
+    assert a == b, "DESIGN.md §7.17: same seed gives bitwise equal .pth (CPU)"
     c1, c3 = (torch.load(f"{p}/{name}", weights_only=False)[(10, 1.2, 0.0)] for p in (p1, p3))
-    assert set(c1) == {"mlp", "mean_field", "gauss", "linearized"}, "spec 4: regime keys"
+    assert set(c1) == {"mlp", "mean_field", "gauss", "linearized"}, "DESIGN.md §4: regime keys"
     assert not torch.equal(c1["mlp"], c3["mlp"]) and not torch.equal(c1["linearized"], c3["linearized"])
     data = torch.load(f"{p1}/data.pth", weights_only=False)
     assert set(data) >= {"c_diag", "eigv", "lambda_max", "lr_scale"}
-    assert abs(data["lr_scale"] - 200 / data["lambda_max"]) < 1e-12, "spec 3.9: lr_scale = N / lambda_max"
+    assert abs(data["lr_scale"] - 200 / data["lambda_max"]) < 1e-12, "DESIGN.md §3.9: lr_scale = N / lambda_max"
     p4 = run_ok("train_4_regimes", argv + ["--lr_scale", "1", "--save_dir", str(tmp_path / "4")], capsys)
     assert torch.load(f"{p4}/data.pth", weights_only=False)["lr_scale"] == 1.0, (
-        "spec 7.13: --lr_scale 1 gives lr = alpha"
+        "DESIGN.md §7.13: --lr_scale 1 gives lr = alpha"
     )

@@ -1,4 +1,4 @@
-"""Spec 7.7-7.10 and 7.14: loss-sum identity, renewal, stability (R2), symbolic identities, phases, schedules."""
+"""DESIGN.md §7.7-7.10 and 7.14: loss-sum identity, renewal, stability (R2), symbolic identities, phases, schedules."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def check_loss_sum(N, n_steps, lambda_min):
     for i, row in enumerate(rows):
         expect = loss_sum(lam, c, *row)
         err = abs(float(total[i]) - expect) / expect
-        assert err < 1e-10, f"spec 7.7: loss-sum identity (E7), (alpha, beta, gamma, tau)={row}: rel {err:.2e}"
+        assert err < 1e-10, f"DESIGN.md §7.7: loss-sum identity (E7), (alpha, beta, gamma, tau)={row}: rel {err:.2e}"
     return len(rows)
 
 
@@ -81,16 +81,16 @@ def test_renewal_and_series_where_every_mode_map_is_stable():
         S = renewal_trace(u[:201], v[:201])
         ref = sd_run(lam, c, 200, alpha, beta, g, tau).trace
         err = rel(S, ref)
-        assert err < 1e-12, f"spec 7.7: renewal (E5) vs sd_run S_t, {(alpha, beta, g, tau)}: rel {err:.2e}"
+        assert err < 1e-12, f"DESIGN.md §7.7: renewal (E5) vs sd_run S_t, {(alpha, beta, g, tau)}: rel {err:.2e}"
         for z in (0.5, 0.9):
             zs = z ** torch.arange(401, dtype=torch.float64)
             U_ser, V_ser = float((u * zs).sum()), float((v * zs).sum())
             U_gf = float(u_tilde(z, lam, alpha, beta, g, tau))
             V_gf = float(v_tilde(z, lam, c, alpha, beta, g, tau))
-            assert abs(U_gf - U_ser) < 1e-10 * max(1, abs(U_ser)), f"spec 7.7: U~({z}) vs series, {U_gf} {U_ser}"
-            assert abs(V_gf - V_ser) < 1e-10 * max(1, abs(V_ser)), f"spec 7.7: V~({z}) vs series, {V_gf} {V_ser}"
+            assert abs(U_gf - U_ser) < 1e-10 * max(1, abs(U_ser)), f"DESIGN.md §7.7: U~({z}) vs series, {U_gf} {U_ser}"
+            assert abs(V_gf - V_ser) < 1e-10 * max(1, abs(V_ser)), f"DESIGN.md §7.7: V~({z}) vs series, {V_gf} {V_ser}"
         checked += 1
-    assert checked >= 3, f"spec 7.7: too few stable configs checked ({checked})"
+    assert checked >= 3, f"DESIGN.md §7.7: too few stable configs checked ({checked})"
 
 
 LAM_1000 = power_law_spectrum(1000, 1.5)
@@ -100,27 +100,27 @@ R2_GENERAL = [(10, 0.0, 1.9592), (10, 0.5, 2.4779), (10, 0.9, 0.8610), (100, 0.9
 def test_critical_alpha_closed_form_b1():
     a_c = critical_alpha(LAM_1000, 0.0, 1.0, 1.0)
     expect = 2.0 / float(LAM_1000.sum())
-    assert abs(a_c - expect) / expect < 1e-9, f"spec R2: alpha_c = 2/Tr K~ = {expect:.6f}, got {a_c:.9f}"
-    assert abs(a_c - 0.784577) < 5e-7, f"spec R2: alpha_c = 0.784577, got {a_c:.7f}"
+    assert abs(a_c - expect) / expect < 1e-9, f"DESIGN.md §6 R2: alpha_c = 2/Tr K~ = {expect:.6f}, got {a_c:.9f}"
+    assert abs(a_c - 0.784577) < 5e-7, f"DESIGN.md §6 R2: alpha_c = 0.784577, got {a_c:.7f}"
 
 
 @pytest.mark.parametrize("b,beta,expect", R2_GENERAL)
 def test_critical_alpha_general_values(b, beta, expect):
     a_c = critical_alpha(LAM_1000, beta, gamma(1000, b), 1.0)
-    assert abs(a_c - expect) / expect < 1e-4, f"spec R2: alpha_c(b={b}, beta={beta}) = {expect}, got {a_c:.5f}"
+    assert abs(a_c - expect) / expect < 1e-4, f"DESIGN.md §6 R2: alpha_c(b={b}, beta={beta}) = {expect}, got {a_c:.5f}"
 
 
 def test_critical_alpha_gamma_zero_and_asymptotes():
     for beta in (-0.5, 0.0, 0.7):
         a_c = critical_alpha(LAM_1000, beta, 0.0, 1.0)
-        assert abs(a_c - 2 * (1 + beta)) < 1e-12, f"spec 7.8: gamma = 0 gives 2(1+beta)/lambda_max, beta={beta}"
-    assert abs(lambda_crit(LAM_1000) - 2.1477) < 1e-4, "spec 7.8: lambda_crit(k^-1.5, N=1000) = 2.1477"
+        assert abs(a_c - 2 * (1 + beta)) < 1e-12, f"DESIGN.md §7.8: gamma = 0 gives 2(1+beta)/lambda_max, beta={beta}"
+    assert abs(lambda_crit(LAM_1000) - 2.1477) < 1e-4, "DESIGN.md §7.8: lambda_crit(k^-1.5, N=1000) = 2.1477"
     g = gamma(1000, 10)
     exact, asym = critical_alpha(LAM_1000, 0.99, g, 1.0), asymptote_plus1(0.99, g, LAM_1000)
-    assert abs(asym - 0.09397) < 1e-5 and abs(exact - 0.09322) < 1e-5, f"spec R2: {asym:.5f} vs {exact:.5f}"
-    assert abs(asym - exact) / exact < 0.01, "spec R2: beta -> 1 asymptote within 1% at beta = 0.99"
+    assert abs(asym - 0.09397) < 1e-5 and abs(exact - 0.09322) < 1e-5, f"DESIGN.md §6 R2: {asym:.5f} vs {exact:.5f}"
+    assert abs(asym - exact) / exact < 0.01, "DESIGN.md §6 R2: beta -> 1 asymptote within 1% at beta = 0.99"
     betas = np.array([-1.0, 0.0, 1.0])
-    assert list(critical_alpha(LAM_1000, betas, g, 1.0) == 0.0) == [True, False, True], "spec 3.5: |beta|>=1 -> 0"
+    assert list(critical_alpha(LAM_1000, betas, g, 1.0) == 0.0) == [True, False, True], "DESIGN.md §3.5: |beta|>=1 -> 0"
 
 
 def test_is_stable_agrees_with_sd_run():
@@ -134,7 +134,9 @@ def test_is_stable_agrees_with_sd_run():
             stable = is_stable(lam, f * a_c, beta, g, tau)
             L = sd_run(lam, c, 3000, f * a_c, beta, g, tau).loss
             converged = bool(torch.isfinite(L[-1]) and L[-1] < L[0])
-            assert stable == (f < 1) == converged, f"spec 7.8: is_stable vs sd_run at {f} alpha_c, b={b}, beta={beta}"
+            assert stable == (f < 1) == converged, (
+                f"DESIGN.md §7.8: is_stable vs sd_run at {f} alpha_c, b={b}, beta={beta}"
+            )
             checked += 1
     assert checked == 8
 
@@ -152,15 +154,15 @@ def test_r2_sd_converges_below_and_diverges_above_alpha_c():
             gammas.append(gamma(1000, b))
     res = sd_run(LAM_1000, c, 20_000, torch.tensor(alphas), torch.tensor(betas), torch.tensor(gammas), 1.0)
     ratio = (res.loss[:, -1] / res.loss[:, 0]).tolist()
-    assert ratio[0] < 1, f"spec R2: b=1 L_T/L_0 < 1 at 0.97 alpha_c (pilot 0.0107), got {ratio[0]}"
-    assert ratio[1] > 10, f"spec R2: b=1 L_T/L_0 > 10 at 1.03 alpha_c (pilot 61.7), got {ratio[1]}"
+    assert ratio[0] < 1, f"DESIGN.md §6 R2: b=1 L_T/L_0 < 1 at 0.97 alpha_c (pilot 0.0107), got {ratio[0]}"
+    assert ratio[1] > 10, f"DESIGN.md §6 R2: b=1 L_T/L_0 > 10 at 1.03 alpha_c (pilot 61.7), got {ratio[1]}"
     for i, (b, beta) in enumerate(rows[1:], start=1):
         lo, hi = ratio[2 * i], ratio[2 * i + 1]
-        assert lo < 1, f"spec R2: converges at 0.97 alpha_c (b={b}, beta={beta}), L_T/L_0 = {lo}"
-        assert not math.isfinite(hi) or hi > 1, f"spec R2: diverges at 1.03 alpha_c (b={b}, beta={beta}), {hi}"
+        assert lo < 1, f"DESIGN.md §6 R2: converges at 0.97 alpha_c (b={b}, beta={beta}), L_T/L_0 = {lo}"
+        assert not math.isfinite(hi) or hi > 1, f"DESIGN.md §6 R2: diverges at 1.03 alpha_c (b={b}, beta={beta}), {hi}"
 
 
-# --- symbolic (spec 7.9) ---------------------------------------------------------------------------------------
+# --- symbolic (DESIGN.md §7.9) ---------------------------------------------------------------------------------------
 
 
 def test_symbolic_denominator_numerators_and_factorizations():
@@ -168,16 +170,18 @@ def test_symbolic_denominator_numerators_and_factorizations():
     base = 1 + b + b**2 - 2 * a * lam * (1 + b)
     e6 = 1 - z * (base + a**2 * lam**2 * (1 - g * t)) + b * z**2 * (base + a**2 * lam**2 * (1 + g * t)) - b**3 * z**3
     S = sym.mode_denominator_expr()
-    assert sp.expand(S - e6) == 0, "spec 7.9: S_lambda(z) equals (E6)"
-    assert sp.simplify(sym.u_mode_expr() - (1 + b * z) / e6) == 0, "spec 7.9: U numerator 1 + beta z"
+    assert sp.expand(S - e6) == 0, "DESIGN.md §7.9: S_lambda(z) equals (E6)"
+    assert sp.simplify(sym.u_mode_expr() - (1 + b * z) / e6) == 0, "DESIGN.md §7.9: U numerator 1 + beta z"
     v_num = 1 - b * (1 + b) * z + b**3 * z**2 + 2 * a * b * lam * z
-    assert sp.simplify(sym.v_mode_expr() - v_num / e6) == 0, "spec 7.9: V numerator as (E6)"
-    assert sp.expand(S.subs(lam, 0) - (1 - z) * (1 - b * z) * (1 - b**2 * z)) == 0, "spec 7.9: lambda=0 factorization"
+    assert sp.simplify(sym.v_mode_expr() - v_num / e6) == 0, "DESIGN.md §7.9: V numerator as (E6)"
+    assert sp.expand(S.subs(lam, 0) - (1 - z) * (1 - b * z) * (1 - b**2 * z)) == 0, (
+        "DESIGN.md §7.9: lambda=0 factorization"
+    )
     D = 2 * (1 - b**2) + a * lam * (t * g * (1 + b) - (1 - b))
-    assert sp.expand(S.subs(z, 1) - a * lam * D) == 0, "spec 7.9: S_lambda(1) = alpha lambda D_lambda"
+    assert sp.expand(S.subs(z, 1) - a * lam * D) == 0, "DESIGN.md §7.9: S_lambda(1) = alpha lambda D_lambda"
     x = sp.Symbol("x")
-    assert g not in sp.expand(S.subs(t, x / g)).free_symbols, "spec 7.9: gamma, tau enter only via gamma*tau"
-    assert sp.expand(sym.at_z1()["D"] - D) == 0, "spec 7.9: at_z1 D form"
+    assert g not in sp.expand(S.subs(t, x / g)).free_symbols, "DESIGN.md §7.9: gamma, tau enter only via gamma*tau"
+    assert sp.expand(sym.at_z1()["D"] - D) == 0, "DESIGN.md §7.9: at_z1 D form"
 
 
 def test_symbolic_z1_values_match_propagator_sums():
@@ -196,37 +200,37 @@ def test_symbolic_z1_values_match_propagator_sums():
         for _ in range(3000):
             su, sv = su + float(x[0]), sv + float(y[0])
             x, y = A @ x, A @ y
-        assert abs(U1(alpha, beta, lam_v, g, tau) - su) < 1e-10 * max(1, abs(su)), "spec 7.9: U_k(1) = sum_m"
-        assert abs(V1(alpha, beta, lam_v, g, tau) - sv) < 1e-10 * max(1, abs(sv)), "spec 7.9: V_k(1) = sum_m"
+        assert abs(U1(alpha, beta, lam_v, g, tau) - su) < 1e-10 * max(1, abs(su)), "DESIGN.md §7.9: U_k(1) = sum_m"
+        assert abs(V1(alpha, beta, lam_v, g, tau) - sv) < 1e-10 * max(1, abs(sv)), "DESIGN.md §7.9: V_k(1) = sum_m"
         checked += 1
 
 
 def test_symbolic_positivity_grid():
     res = sym.check_positivity(20)
-    assert res.checked > 20**4 // 4, f"spec 7.9: positivity grid checked only {res.checked} points"
-    assert res.violations == 0 and res.min_S > 0, f"spec 7.9 / E8: S > 0 and dU/dz >= 0 on the grid: {res}"
+    assert res.checked > 20**4 // 4, f"DESIGN.md §7.9: positivity grid checked only {res.checked} points"
+    assert res.violations == 0 and res.min_S > 0, f"DESIGN.md §7.9 / E8: S > 0 and dU/dz >= 0 on the grid: {res}"
     assert any("rlqe" in s for s in sym.redlog_statements())
 
 
-# --- phases (spec 7.10) ------------------------------------------------------------------------------------------
+# --- phases (DESIGN.md §7.10) ---
 
 
 def test_phase_classifier_and_exponents():
-    assert classify_phase(0.9, 1) == classify_phase(1.0, 1) == "divergent", "spec 7.10: nu <= 1 divergent"
-    assert classify_phase(1.5, 1.9) == "signal", "spec 7.10"
-    assert classify_phase(1.5, 2.0) == "noise" and classify_phase(2, 5) == "noise", "spec 7.10"
+    assert classify_phase(0.9, 1) == classify_phase(1.0, 1) == "divergent", "DESIGN.md §7.10: nu <= 1 divergent"
+    assert classify_phase(1.5, 1.9) == "signal", "DESIGN.md §7.10"
+    assert classify_phase(1.5, 2.0) == "noise" and classify_phase(2, 5) == "noise", "DESIGN.md §7.10"
     for (nu, kappa), xi in {(1.5, 0.5): 1 / 3, (1.5, 3): 4 / 3, (2, 1): 0.5, (2, 5): 1.5}.items():
-        assert loss_exponent(nu, kappa) == pytest.approx(xi, rel=1e-12), f"spec 7.10: loss_exponent{(nu, kappa)}"
+        assert loss_exponent(nu, kappa) == pytest.approx(xi, rel=1e-12), f"DESIGN.md §7.10: loss_exponent{(nu, kappa)}"
     assert loss_exponent(1.0, 1.0) == math.inf
 
 
-# --- schedules and residual optimizers (spec 7.14) -----------------------------------------------------------------
+# --- schedules and residual optimizers (DESIGN.md §7.14) ---
 
 
 def test_jacobi_schedules():
-    assert JacobiScheduleA(1.0, 1.0, 1.0)(1) == pytest.approx(1.25, rel=1e-15), "spec 7.14"
-    assert JacobiScheduleB(1.0, 1.0)(1) == pytest.approx(0.25, rel=1e-15), "spec 7.14"
-    assert JacobiScheduleB(1.0, 1.0)(10**6) > 0.999, "spec 7.14"
+    assert JacobiScheduleA(1.0, 1.0, 1.0)(1) == pytest.approx(1.25, rel=1e-15), "DESIGN.md §7.14"
+    assert JacobiScheduleB(1.0, 1.0)(1) == pytest.approx(0.25, rel=1e-15), "DESIGN.md §7.14"
+    assert JacobiScheduleB(1.0, 1.0)(10**6) > 0.999, "DESIGN.md §7.14"
 
 
 def test_sd_run_with_callables_equals_hand_loop():
@@ -239,7 +243,7 @@ def test_sd_run_with_callables_equals_hand_loop():
     for n in range(1, 41):
         st = sd_step(st, lam, A(n), B(n), 0.5, -1.0)
         hand.append(float(st.c.sum()))
-    assert rel(res, np.array(hand) / 100) < 1e-14, "spec 7.14: sd_run with schedules equals a hand loop"
+    assert rel(res, np.array(hand) / 100) < 1e-14, "DESIGN.md §7.14: sd_run with schedules equals a hand loop"
 
 
 def test_residual_sgd_batch_average_equals_full_step():
@@ -255,7 +259,7 @@ def test_residual_sgd_batch_average_equals_full_step():
     C_mc = D.T @ D / len(outs)
     st = full_step(full_init(lam, U, torch.outer(d0, d0)), lam, U, alpha, 0.0, gamma(N, b))
     C_full = U @ st.C @ U.T
-    assert rel(C_mc, C_full) < 1e-12, "spec 7.14: ResidualSGD averaged over all batches equals the full step"
+    assert rel(C_mc, C_full) < 1e-12, "DESIGN.md §7.14: ResidualSGD averaged over all batches equals the full step"
 
 
 def test_residual_adam_equals_hand_adam():
@@ -273,7 +277,7 @@ def test_residual_adam_equals_hand_adam():
         m = 0.9 * m + 0.1 * g
         v = 0.99 * v + 0.01 * g * g
         ref = ref - 0.1 * (m / (1 - 0.9**n)) / ((v / (1 - 0.99**n)).sqrt() + 1e-8)
-    assert rel(ours, ref) < 1e-12, "spec 7.14: ResidualAdam equals a hand-written Adam on g"
+    assert rel(ours, ref) < 1e-12, "DESIGN.md §7.14: ResidualAdam equals a hand-written Adam on g"
 
 
 @pytest.mark.gpu
@@ -282,9 +286,9 @@ def test_cuda_theory_matches_cpu():
     c = (U.T @ d0) ** 2
     cpu = sd_run(lam, c, 200, torch.tensor([0.5, 1.0]), 0.3, 0.25, 1.0).loss
     gpu = sd_run(lam.cuda(), c.cuda(), 200, torch.tensor([0.5, 1.0]).cuda(), 0.3, 0.25, 1.0).loss.cpu()
-    assert rel(gpu, cpu) < 1e-10, "spec 7.18: SD on CUDA matches CPU to 1e-10 (float64)"
+    assert rel(gpu, cpu) < 1e-10, "DESIGN.md §7.18: SD on CUDA matches CPU to 1e-10 (float64)"
     from sgd_genfunc.theory import full_run
 
     f_cpu = full_run(lam, U, torch.outer(d0, d0), 100, 0.8, 0.3, 0.25).loss
     f_gpu = full_run(lam.cuda(), U.cuda(), torch.outer(d0, d0).cuda(), 100, 0.8, 0.3, 0.25).loss.cpu()
-    assert rel(f_gpu, f_cpu) < 1e-10, "spec 7.18: full dynamics on CUDA match CPU to 1e-10 (float64)"
+    assert rel(f_gpu, f_cpu) < 1e-10, "DESIGN.md §7.18: full dynamics on CUDA match CPU to 1e-10 (float64)"
