@@ -19,7 +19,7 @@ def _bowl_row(out_dir: Path) -> DemoRow:
     return DemoRow(
         "autowu",
         "decay starts at the loss minimum's LR, 0.01 (bowl, sigma 0.05)",
-        "true minimum 0.01 at step 901; rule: switch in (900, 1300], eta_sw in [0.0067, 0.015] (spec check 4)",
+        "true minimum 0.01 at step 901; rule: switch in (900, 1300], eta_sw in [0.0067, 0.015] (DESIGN.md §7.4)",
         f"switch at step {s['switch_step']}, eta_sw {s['switch_lr']:.4f}, peak {s['peak_lr']:.3f}",
         "yes" if ok else "no",
         str(run_dir),
@@ -84,7 +84,7 @@ def _lamb_row() -> DemoRow:
     s = json.loads((run_dir / "summary.json").read_text())
     return DemoRow(
         "autowu",
-        "secondary: LAMB wd 0.01, same rule (reported, spec section 6)",
+        "secondary: LAMB wd 0.01, same rule (reported, DESIGN.md §6.3)",
         "pilot: AutoWU 94.23 vs median 79.57 / best 95.40: FAIL (gap 1.17)",
         f"AutoWU {s['autowu_mean']:.2f} vs median {s['median']:.2f} / best {s['best']:.2f}: {s['verdict']}",
         "yes" if s["verdict"] == "PASS" else "no",

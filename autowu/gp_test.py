@@ -1,4 +1,4 @@
-"""The epoch-end Gaussian-process test of AutoWU (spec section 3.2), in CPU float64 with lean numerics.
+"""The epoch-end Gaussian-process test of AutoWU (DESIGN.md §3.2), in CPU float64 with lean numerics.
 
 Model (the same as gpytorch's ExactGP with ConstantMean, ScaleKernel(RBFKernel) and GaussianLikelihood):
     y_i = c + f(x_i) + e_i,  f ~ GP(0, sigma_f^2 exp(-(x - x')^2 / (2 l^2))),  e_i ~ N(0, sigma_n^2),
@@ -17,7 +17,7 @@ Per test:
 
 Notes: the exact marginal likelihood is evaluated in closed form (Cholesky) rather than through gpytorch objects;
 it is the quantity gpytorch's ExactMarginalLogLikelihood returns under fast_computations(False, False, False), and
-check 12 compares the posterior with gpytorch's. The reference forms the 500x500 covariance; we never do.
+DESIGN.md §7.12 compares the posterior with gpytorch's. The reference forms the 500x500 covariance; we never do.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def inv_softplus(v: float) -> float:
 
 @dataclass(frozen=True)
 class GPConfig:
-    """Settings of the section 3.2 test (defaults from spec section 3.3)."""
+    """Settings of the DESIGN.md §3.2 test (defaults: DESIGN.md §3.3)."""
 
     lengthscale: float = 0.2
     noise_floor: float = 1e-4
@@ -124,7 +124,7 @@ def _neg_mll(x, y, c, outputscale, noise, lengthscale):
 
 
 def posterior_parts(x, y, z, c, outputscale, noise, lengthscale, now_index=-1):
-    """mu, diag(Sigma) and column K of Sigma of the latent posterior on grid z (section 3.2); None if Cholesky fails."""
+    """mu, diag(Sigma) and column K of Sigma of the posterior on grid z (DESIGN.md §3.2); None if Cholesky fails."""
     n = x.shape[0]
     a = outputscale * _rbf(x, x, lengthscale) + noise * torch.eye(n, dtype=x.dtype)
     chol = _cholesky(a, outputscale + noise)
@@ -148,7 +148,7 @@ def min_in_past_prob(mu, diag, col, var_floor):
 
 
 class GPTest:
-    """Stateful section 3.2 test: warm-started GP hyperparameters, the seeded generator and (adam) moments.
+    """Stateful DESIGN.md §3.2 test: warm-started GP hyperparameters, the seeded generator and (adam) moments.
 
     Call with the full history y (CPU float64, length n) and a boolean mask of the values the GP may use.
     """

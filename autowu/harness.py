@@ -1,7 +1,7 @@
 """The training harness shared by train.py and reproduce.py: optimizers, schedules, small models, a seeded loop.
 
 One update = one mini-batch; AutoWU gets the mini-batch loss tensor after optimizer.step() (no host sync), the
-baseline gets a LambdaLR step. Data order comes from a generator seeded 1000 + seed (spec section 6).
+baseline gets a LambdaLR step. Data order comes from a generator seeded 1000 + seed (DESIGN.md §6.2).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def make_scheduler(
     warmup_frac: float = 0.05,
     **autowu_kw,
 ):
-    """'autowu' -> AutoWU(**autowu_kw); 'cosine' -> the section 6 baseline (linear warmup to `peak`, cosine)."""
+    """'autowu' -> AutoWU(**autowu_kw); 'cosine' -> the DESIGN.md §6.2 baseline (linear warmup to `peak`, cosine)."""
     if kind == "autowu":
         return AutoWU(optimizer, steps_per_epoch, epochs, **autowu_kw)
     if kind == "cosine":
@@ -111,7 +111,7 @@ def evaluate(model, x, y, batch_size=1024):
 def fit_tensors(
     model, train, test, *, optimizer, scheduler, epochs: int, batch_size: int, seed: int, progress=None
 ) -> FitResult:
-    """Train on in-memory tensors (x, y) for `epochs`; evaluate once at the end (spec section 6)."""
+    """Train on in-memory tensors (x, y) for `epochs`; evaluate once at the end (DESIGN.md §6.2)."""
     t0 = time.perf_counter()
     x, y = train
     n = x.shape[0]

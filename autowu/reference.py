@@ -1,4 +1,4 @@
-"""The reference procedure for the epoch-end test (spec section 4): a baseline and an oracle for autowu.gp_test.
+"""The reference procedure for the epoch-end test (DESIGN.md §7.17): a baseline and an oracle for autowu.gp_test.
 
 It follows the original implementation's statistics: a float32 gpytorch ExactGP (ConstantMean, ScaleKernel(RBF) with
 lengthscale fixed, GaussianLikelihood), fitted by a persistent Adam (lr 0.01, 100 iterations, no clipping) on at most
@@ -36,7 +36,7 @@ class ExactGPModel(gpytorch.models.ExactGP):
 
 
 class ReferenceGPTest:
-    """Reference statistics of the section 3.2 test (float32, persistent Adam, full posterior covariance)."""
+    """Reference statistics of the DESIGN.md §3.2 test (float32, persistent Adam, full posterior covariance)."""
 
     def __init__(self, config: GPConfig | None = None, dtype=torch.float32):
         self.config = config or GPConfig()

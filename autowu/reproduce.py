@@ -1,4 +1,4 @@
-"""The preregistered claim grid (DESIGN.md §6): AutoWU against 15 tuned linear-warmup + cosine baselines.
+"""The preregistered claim grid (DESIGN.md §6.2): AutoWU against 15 tuned linear-warmup + cosine baselines.
 
     python autowu/reproduce.py --preset full --jobs 2            # 48 runs on MNIST-1D, cnn1d_bn w=16, AdamP wd 0.1
     python autowu/reproduce.py --preset full --optimizer lamb --weight-decay 0.01
@@ -154,7 +154,7 @@ def _key(row) -> str:
 
 
 def summarize(rows: list[dict], peaks, warmups, seeds) -> dict:
-    """Cell means, median, best, AutoWU's mean, margins and the rule's verdict (spec section 6)."""
+    """Cell means, median, best, AutoWU's mean, margins and the rule's verdict (DESIGN.md §6.2)."""
     cells = {}
     for p in peaks:
         for w in warmups:

@@ -68,7 +68,7 @@ class AutoWU(LRScheduler):
         device: device of the loss buffer (None: the first loss's device). The GP always runs on CPU.
         test_interval: steps between tests (None: S).
         lengthscale, noise_floor, var_floor, fit_points, pred_points, n_preds, grid_size, confidence, votes,
-            patience, seed, gp_fit ('lbfgs' | 'adam' = reference fit), gp_fit_iters: the test (section 3.2).
+            patience, seed, gp_fit ('lbfgs' | 'adam' = reference fit), gp_fit_iters: the test (DESIGN.md §3.2).
         on_nonfinite: 'switch' (bad interval switches at once), 'ignore' (reference: drop non-finite values),
             'raise' (FloatingPointError naming the first bad step). divergence_factor: an interval whose median
             exceeds this multiple of the first finite interval's median is bad (None: off).
@@ -253,7 +253,7 @@ class AutoWU(LRScheduler):
 
     # ---- closed-form LR -------------------------------------------------------------------------------------------
     def lr_at(self, u: int) -> float:
-        """lr_u from the stored anchors (section 3.1), for group 0 (other groups scale by their ratio)."""
+        """lr_u from the stored anchors (DESIGN.md §3.1), for group 0 (other groups scale by their ratio)."""
         if self._t0 is not None and u > self._t0:
             return cooldown_lr(u, self._t0, self._eta0, self.total_steps, self.cooldown_type)
         if self._t_sw is not None and u > self._t_sw:

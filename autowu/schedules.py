@@ -1,4 +1,4 @@
-"""Closed-form learning-rate schedules of AutoWU (spec section 3.1) and the tuned baseline (section 6).
+"""Closed-form learning-rate schedules of AutoWU (DESIGN.md §3.1) and the tuned baseline (DESIGN.md §6.2).
 
 Every function maps an update index u (1-based: u is the update that uses the LR) and a few stored anchors to an
 LR, so a scheduler never multiplies factors step by step and a resumed run reproduces the same floats.
@@ -32,7 +32,7 @@ COOLDOWN_TYPES = ("cosine", "half_cosine")
 
 
 def warmup_steps(total_steps: int, max_warmup_fraction: float) -> int:
-    """W = floor(f_w * T), the last step at which warmup may still run (section 3.1)."""
+    """W = floor(f_w * T), the last step at which warmup may still run (DESIGN.md §3.1)."""
     return int(math.floor(max_warmup_fraction * total_steps + 1e-9))
 
 
@@ -46,7 +46,7 @@ def warmup_lr(
     steps_per_epoch: int = 1,
     warmup_epochs: int | None = None,
 ) -> float:
-    """LR of update u during warmup (section 3.1, rows "warmup").
+    """LR of update u during warmup (DESIGN.md §3.1, rows "warmup").
 
     exp:    eta_min * r^((u-1)/W)                   (per step gamma = r^(1/W))
     linear: eta_min + (eta_max - eta_min) (u-1)/W
@@ -68,7 +68,7 @@ def warmup_lr(
 
 
 def ramp_estimate(z: float, min_lr: float, now_lr: float, warmup_type: str = "exp") -> float:
-    """LR at relative position z in [0, 1] of the ramp from eta_min to eta_now (section 3.2, decay-start LR).
+    """LR at relative position z in [0, 1] of the ramp from eta_min to eta_now (DESIGN.md §3.2, decay-start LR).
 
     exp: eta_min (eta_now/eta_min)^z; linear: eta_min + (eta_now - eta_min) z.
     """
@@ -78,7 +78,7 @@ def ramp_estimate(z: float, min_lr: float, now_lr: float, warmup_type: str = "ex
 
 
 def cooldown_lr(u: int, t0: int, eta0: float, total_steps: int, cooldown_type: str = "cosine") -> float:
-    """Final-phase LR of update u > t0 (section 3.1).
+    """Final-phase LR of update u > t0 (DESIGN.md §3.1).
 
     cosine:      eta_0 * 1/2 (1 + cos(pi (u - t0)/(T - t0)))             (lr_T = 0)
     half_cosine: eta_0 * (1/2 + 1/2 cos(pi/2 (1 + (u - t0)/(T - t0))))    (halves at once, as in the reference)
@@ -93,7 +93,7 @@ def cooldown_lr(u: int, t0: int, eta0: float, total_steps: int, cooldown_type: s
 
 
 def middle_lr(u: int, t_sw: int, eta_sw: float, factor: float, steps_per_epoch: int, reductions: int | None = None):
-    """Middle ('decay') phase of constant-then-cosine, t_sw < u <= t_c (section 3.1).
+    """Middle ('decay') phase of constant-then-cosine, t_sw < u <= t_c (DESIGN.md §3.1).
 
     eta_sw * f^m with m = 1 + floor((u - 1 - t_sw)/S); with decay_phase_stat='loss', m = plateau reductions so far.
     f = 1 gives a constant (1.0 ** m == 1.0 exactly).
@@ -103,12 +103,12 @@ def middle_lr(u: int, t_sw: int, eta_sw: float, factor: float, steps_per_epoch: 
 
 
 def cooldown_start(total_steps: int, cooldown_fraction: float) -> int:
-    """t_c = the smallest step >= (1 - c) T (section 3.1); rounding noise of (1 - c) T is removed first."""
+    """t_c = the smallest step >= (1 - c) T (DESIGN.md §3.1); rounding noise of (1 - c) T is removed first."""
     return int(math.ceil(round((1.0 - cooldown_fraction) * total_steps, 9)))
 
 
 def baseline_lr(u: int, peak: float, warmup_frac: float, total_steps: int) -> float:
-    """The section 6 baseline: linear warmup to `peak` over W_b = int(w T) updates, then cosine to 0.
+    """The DESIGN.md §6.2 baseline: linear warmup to `peak` over W_b = int(w T) updates, then cosine to 0.
 
     update u uses peak * u / W_b for u <= W_b, else peak * 1/2 (1 + cos(pi (u - 1 - W_b)/(T - W_b))).
     """
@@ -120,7 +120,7 @@ def baseline_lr(u: int, peak: float, warmup_frac: float, total_steps: int) -> fl
 
 
 class BaselineFactor:
-    """Picklable LambdaLR factor for the section 6 baseline; the optimizer's lr is the peak.
+    """Picklable LambdaLR factor for the DESIGN.md §6.2 baseline; the optimizer's lr is the peak.
 
     LambdaLR evaluates the factor at k = updates done, and update u = k + 1 uses it, so
     factor(k) = baseline_lr(k + 1, 1, w, T).

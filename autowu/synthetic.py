@@ -1,4 +1,4 @@
-"""Synthetic loss-versus-LR curves that drive AutoWU without a model (spec section 7).
+"""Synthetic loss-versus-LR curves that drive AutoWU without a model (DESIGN.md §7).
 
 The "bowl": S = 50, E = 60, T = 3000, W = 1500 and L_u = 2 + 0.3 (log10 lr_u + 2)^2 + sigma eps_u, whose true minimum
 (lr = 0.01) the exponential ramp reaches at update u = 901. eps_u = torch.randn((), generator=g) is drawn at every
@@ -67,7 +67,7 @@ CURVES: dict[str, Callable[[int, float, float, float], float]] = {
 
 
 def curve_loss(curve: str, u: int, lr: float, eps: float, noise: float) -> float:
-    """Loss of update u at LR lr for the named curve (section 7)."""
+    """Loss of update u at LR lr for the named curve (DESIGN.md §7)."""
     if curve not in CURVES:
         raise ValueError(f"curve must be one of {sorted(CURVES)}; got {curve!r}")
     return CURVES[curve](u, lr, eps, noise)

@@ -1,4 +1,4 @@
-"""Shared recipes and helpers for the AutoWU tests (spec section 7); imported as `autowu_helpers`."""
+"""Shared recipes and helpers for the AutoWU tests (DESIGN.md §7); imported as `autowu_helpers`."""
 
 from __future__ import annotations
 

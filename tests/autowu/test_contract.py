@@ -1,4 +1,4 @@
-"""Contract tests over every AutoWU mode (RECIPES) and checks 9, 10, 11 of spec section 7."""
+"""Contract tests over every AutoWU mode (RECIPES) and DESIGN.md §7.9, §7.10, §7.11."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_recipe_state_dict_round_trip_keeps_training(r):
         fresh = CurveRun("bowl", 0.05, 0, SHORT["steps_per_epoch"], SHORT["epochs"], **r.kwargs)
         fresh.load_state_dict(state)
         fresh.run_until()
-    assert fresh.lrs == full.lrs, f"{r.name}: resumed LR trace differs from the uninterrupted one (section 3.5)"
+    assert fresh.lrs == full.lrs, f"{r.name}: resumed LR trace differs from the uninterrupted one (DESIGN.md §3.5)"
     assert fresh.scheduler.switch_step == full.switch_step and fresh.scheduler.switch_lr == full.switch_lr
     assert full.switch_step is not None, f"{r.name}: the short bowl must switch"
 
@@ -83,15 +83,15 @@ def test_recipe_seeded_runs_bitwise_and_rng_untouched(r):
     np.random.seed(5)
     random.seed(7)
     b = _short_run(r.kwargs)
-    assert a.lrs == b.lrs and a.switch_lr == b.switch_lr, f"check 11: {r.name} not reproducible"
+    assert a.lrs == b.lrs and a.switch_lr == b.switch_lr, f"DESIGN.md §7.11: {r.name} not reproducible"
 
 
 def test_thread_count_does_not_matter_and_is_restored():
     a = _short_run({})
     torch.set_num_threads(2)
     b = _short_run({})
-    assert torch.get_num_threads() == 2, "check 11: the caller's thread count is restored"
-    assert a.lrs == b.lrs, "check 11: output independent of the outer thread count"
+    assert torch.get_num_threads() == 2, "DESIGN.md §7.11: the caller's thread count is restored"
+    assert a.lrs == b.lrs, "DESIGN.md §7.11: output independent of the outer thread count"
 
 
 def _bf16(x):
@@ -109,7 +109,7 @@ def test_every_input_type_gives_one_schedule():
     ref = runs["float"]
     assert ref.switch_step is not None
     for name, res in runs.items():
-        assert res.lrs == ref.lrs and res.switch_lr == ref.switch_lr, f"check 9: {name} gives another schedule"
+        assert res.lrs == ref.lrs and res.switch_lr == ref.switch_lr, f"DESIGN.md §7.9: {name} gives another schedule"
     assert len(runs) == 14
 
 
@@ -134,7 +134,7 @@ def test_steps_are_sync_free(monkeypatch):
     losses = [torch.tensor(2.0 + 0.01 * u) for u in range(1, 50)]
 
     def boom(*a, **k):
-        raise AssertionError("host sync in a non-test step (check 10)")
+        raise AssertionError("host sync in a non-test step (DESIGN.md §7.10)")
 
     for name in ("item", "__bool__", "__float__", "tolist", "cpu", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, boom)
@@ -162,7 +162,7 @@ def test_tensor_lr_updated_in_place():
         p.grad = torch.ones(3)
         opt.step()
         s.step(1.0)
-    assert opt.param_groups[0]["lr"] is lr_tensor, "section 3.5: tensor LRs are filled in place"
+    assert opt.param_groups[0]["lr"] is lr_tensor, "DESIGN.md §3.5: tensor LRs are filled in place"
     assert abs(float(lr_tensor) - s.get_last_lr()[0]) <= 1e-6 * s.get_last_lr()[0], "float32 tensor lr holds the LR"
     assert "initial_lr" in opt.param_groups[0]
 
@@ -193,5 +193,5 @@ def test_optimizers_apply_the_lr(name):
         sched.step(loss.detach())
         lr = opt.param_groups[0]["lr"]
         expected = sched.lr_at(step + 2)
-        assert abs(float(lr) - expected) <= 1e-6 * expected, f"check 14: {name} holds lr_{step + 2}"
+        assert abs(float(lr) - expected) <= 1e-6 * expected, f"DESIGN.md §7.14: {name} holds lr_{step + 2}"
     assert sched.last_epoch == 10

@@ -1,4 +1,4 @@
-"""Check 13 of spec section 7: two gloo processes agree through the rank-0 broadcast; errors are collective."""
+"""DESIGN.md §7.13: two gloo processes agree through the rank-0 broadcast; errors are collective."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _spawn(tmp_path, mode):
     alive = [p for p in ctx.processes if p.is_alive()]
     for p in alive:
         p.kill()
-    assert not alive, "check 13: a rank hung"
+    assert not alive, "DESIGN.md §7.13: a rank hung"
     return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
 
 
@@ -91,16 +91,16 @@ def _spawn(tmp_path, mode):
 def test_ranks_agree(tmp_path, mode):
     r0, r1 = _spawn(tmp_path, mode)
     assert r0["switch_step"] is not None
-    assert r0["switch_step"] == r1["switch_step"] and r0["switch_lr"] == r1["switch_lr"], "check 13: same switch"
-    assert r0["lrs"] == r1["lrs"], "check 13: identical LR traces on both ranks"
-    assert r0["broadcasts"] == r0["tests_rank0"] == r1["broadcasts"], "check 13: exactly one broadcast per test"
+    assert r0["switch_step"] == r1["switch_step"] and r0["switch_lr"] == r1["switch_lr"], "DESIGN.md §7.13: same switch"
+    assert r0["lrs"] == r1["lrs"], "DESIGN.md §7.13: identical LR traces on both ranks"
+    assert r0["broadcasts"] == r0["tests_rank0"] == r1["broadcasts"], "DESIGN.md §7.13: exactly one broadcast per test"
     if mode == "reduce":
         n = len(r0["history"])
         mean = [(a + b) / 2 for a, b in zip(r0["losses"][:n], r1["losses"][:n])]
-        assert all(abs(h - m) <= 1e-12 * abs(m) for h, m in zip(r0["history"], mean)), "check 13: history = mean"
+        assert all(abs(h - m) <= 1e-12 * abs(m) for h, m in zip(r0["history"], mean)), "DESIGN.md §7.13: history = mean"
 
 
 def test_error_on_rank0_is_collective(tmp_path):
     r0, r1 = _spawn(tmp_path, "error")
-    assert r0["error"] and r1["error"], "check 13: both ranks raise RuntimeError"
+    assert r0["error"] and r1["error"], "DESIGN.md §7.13: both ranks raise RuntimeError"
     assert r0["switch_step"] is None and r1["switch_step"] is None

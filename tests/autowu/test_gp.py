@@ -1,4 +1,4 @@
-"""Check 12 of spec section 7: GP numerics against gpytorch, p_r against the full-covariance projection, clip."""
+"""DESIGN.md §7.12: GP numerics against gpytorch, p_r against the full-covariance projection, clip."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ def test_posterior_matches_gpytorch():
     mu_ref, cov_ref = _gpytorch_posterior(x, y, z, c, os_, noise)
     mu, diag, col = posterior_parts(x, y, z, c, os_, noise, 0.2)
     scale = os_  # Sigma = sigma_f^2 - |V|^2 cancels: rel 1e-8 is taken against the prior variance sigma_f^2
-    assert torch.allclose(mu, mu_ref, rtol=1e-8, atol=0), "check 12: mu matches gpytorch (rel 1e-8)"
-    assert torch.allclose(diag, cov_ref.diagonal(), rtol=1e-8, atol=1e-8 * scale), "check 12: diag (rel 1e-8)"
-    assert torch.allclose(col, cov_ref[:, -1], rtol=1e-8, atol=1e-8 * scale), "check 12: column K (rel 1e-8)"
+    assert torch.allclose(mu, mu_ref, rtol=1e-8, atol=0), "DESIGN.md §7.12: mu matches gpytorch (rel 1e-8)"
+    assert torch.allclose(diag, cov_ref.diagonal(), rtol=1e-8, atol=1e-8 * scale), "DESIGN.md §7.12: diag (rel 1e-8)"
+    assert torch.allclose(col, cov_ref[:, -1], rtol=1e-8, atol=1e-8 * scale), "DESIGN.md §7.12: column K (rel 1e-8)"
 
 
 def test_probability_matches_projection_formula():
@@ -60,14 +60,14 @@ def test_probability_matches_projection_formula():
     var = torch.diagonal(proj @ cov @ proj.T) + 1e-4
     p_full = float(torch.special.ndtr(-d / var.sqrt()).max())
     p = min_in_past_prob(mu, diag, col, 1e-4)
-    assert abs(p - p_full) <= 1e-10 * abs(p_full), f"check 12: p = {p} vs projection {p_full} (rel 1e-10)"
+    assert abs(p - p_full) <= 1e-10 * abs(p_full), f"DESIGN.md §7.12: p = {p} vs projection {p_full} (rel 1e-10)"
 
 
 def test_few_valid_points_negative_and_failure_is_negative_vote():
     t = GPTest(GPConfig())
     y = torch.tensor([1.0, float("nan"), 2.0], dtype=torch.float64)
     out = t(y, torch.isfinite(y))
-    assert not out.verdict and out.votes == 0, "section 3.2: fewer than 3 valid points give a negative verdict"
+    assert not out.verdict and out.votes == 0, "DESIGN.md §3.2: fewer than 3 valid points give a negative verdict"
 
 
 def test_fit_draw_happens_only_above_fit_points():
@@ -75,10 +75,10 @@ def test_fit_draw_happens_only_above_fit_points():
     state = t.generator.get_state()
     y = torch.linspace(0, 1, 100, dtype=torch.float64)
     t(y, torch.ones(100, dtype=torch.bool))
-    assert torch.equal(t.generator.get_state(), state), "section 3.2: no draw when n_valid <= fit_points"
+    assert torch.equal(t.generator.get_state(), state), "DESIGN.md §3.2: no draw when n_valid <= fit_points"
     y = torch.linspace(0, 1, 101, dtype=torch.float64)
     t(y, torch.ones(101, dtype=torch.bool))
-    assert not torch.equal(t.generator.get_state(), state), "section 3.2: the fit draws when n_valid > 100"
+    assert not torch.equal(t.generator.get_state(), state), "DESIGN.md §3.2: the fit draws when n_valid > 100"
 
 
 @pytest.mark.slow
@@ -98,5 +98,7 @@ def test_flat_then_bowl_keeps_outputscale(seed):
             res = run_curve("flat_bowl", 0.05, seed)
     finally:
         GPTest._fit = orig
-    assert 900 < res.switch_step <= 1300, f"check 12: flat-then-bowl switches in (900, 1300], got {res.switch_step}"
-    assert min(seen) >= 1e-6 * (1 - 1e-12), f"check 12: sigma_f^2 >= 1e-6 at every fit start, min {min(seen)}"
+    assert 900 < res.switch_step <= 1300, (
+        f"DESIGN.md §7.12: flat-then-bowl switches in (900, 1300], got {res.switch_step}"
+    )
+    assert min(seen) >= 1e-6 * (1 - 1e-12), f"DESIGN.md §7.12: sigma_f^2 >= 1e-6 at every fit start, min {min(seen)}"

@@ -1,4 +1,4 @@
-"""Check 15 of spec section 7 and the scripts' contracts: --help, bad input (one line, exit 2), outputs, resume."""
+"""DESIGN.md §7.15 and the scripts' contracts: --help, bad input (one line, exit 2), outputs, resume."""
 
 from __future__ import annotations
 
@@ -152,13 +152,13 @@ def test_train_digits_outputs_and_exact_resume(tmp_path):
         "ramp_loss.png",
         "curves.png",
     ):
-        assert (full / name).is_file(), f"check 15: {name} missing"
+        assert (full / name).is_file(), f"DESIGN.md §7.15: {name} missing"
     r = _run([*common, "--save-dir", str(part), "--stop-after-epoch", "3"])
     assert r.returncode == 0, r.stderr[-2000:]
     r = _run([*common, "--save-dir", str(part), "--resume", "auto"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resumed from {part / 'checkpoint.pt'} at epoch 3" in r.stdout
-    assert _metrics(part) == _metrics(full), "check 15: --resume auto gives the uninterrupted metrics.csv"
+    assert _metrics(part) == _metrics(full), "DESIGN.md §7.15: --resume auto gives the uninterrupted metrics.csv"
 
 
 @pytest.mark.slow
@@ -214,7 +214,7 @@ def test_torchrun_two_ranks_agree(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     final = json.loads((tmp_path / "ddp" / "final.json").read_text())
-    assert final["ranks_agree"] is True and final["world_size"] == 2, "check 15: ranks_agree: true"
+    assert final["ranks_agree"] is True and final["world_size"] == 2, "DESIGN.md §7.15: ranks_agree: true"
 
 
 @pytest.mark.slow
