@@ -71,7 +71,12 @@ def is_primary() -> bool:
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """In-place mean of ``tensor`` over all ranks; returns it."""
+    """In-place mean of ``tensor`` over all ranks; returns it.
+
+    Floating (or complex) tensors only, on one process as on many: an integer mean cannot be stored in place.
+    """
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        raise TypeError(f"all_reduce_mean needs a floating-point tensor, got {tensor.dtype}")
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         tensor /= dist.get_world_size()
