@@ -292,3 +292,24 @@ def test_cuda_theory_matches_cpu():
     f_cpu = full_run(lam, U, torch.outer(d0, d0), 100, 0.8, 0.3, 0.25).loss
     f_gpu = full_run(lam.cuda(), U.cuda(), torch.outer(d0, d0).cuda(), 100, 0.8, 0.3, 0.25).loss.cpu()
     assert rel(f_gpu, f_cpu) < 1e-10, "DESIGN.md §7.18: full dynamics on CUDA match CPU to 1e-10 (float64)"
+
+
+def test_sd_cache_blocks_change_nothing(monkeypatch):
+    """The CPU cache blocking of the static SD run (DESIGN.md §8, B2) gives bitwise the curves of one block, with
+    divergence, tracking and momentum; a block of one config and a block of all configs agree."""
+    import sgd_genfunc.theory.sd as sd
+
+    lam, c = power_law_spectrum(50, 1.5), power_law_coefficients(50, 1.0)
+    alphas = torch.tensor([0.2, 0.5, 3.0, 0.1, 6.0], dtype=torch.float64)
+    betas = torch.tensor([0.0, 0.3, 0.0, -0.2, 0.5], dtype=torch.float64)
+    results = []
+    for block_bytes in (1, 2**40):
+        monkeypatch.setattr(sd, "BLOCK_BYTES", block_bytes)
+        results.append(sd.sd_run(lam, c, 300, alphas, betas, 0.5, 1.0, track_every=100))
+    one, whole = results
+    assert sd._block_rows(5, 50, torch.device("cpu")) == 5
+    assert torch.equal(one.loss, whole.loss) and torch.equal(one.diverged_at, whole.diverged_at)
+    assert torch.equal(one.tracked, whole.tracked)
+    assert (one.diverged_at >= 0).tolist() == [False, False, True, False, True], "two configs diverge"
+    single = sd.sd_run(lam, c, 300, 0.5, 0.3, 0.5, 1.0)
+    assert torch.equal(single.loss, one.loss[1]), "a config's curve does not depend on its neighbours"
