@@ -17,7 +17,7 @@ __all__ = ["adam_directions", "line_losses", "cosine"]
 @torch.no_grad()
 def adam_directions(opt) -> dict[str, list[torch.Tensor]]:
     """P*g and P*m_hat of the last step of an Adam-family ArmijoLineSearch (grads must still be in p.grad)."""
-    t = opt._ls["t"]
+    t = opt.step_count
     out: dict[str, list[torch.Tensor]] = {"precond": [], "momentum": [], "grad": []}
     for g in opt.param_groups:
         b1, b2 = g["betas"]

@@ -24,6 +24,7 @@ group['lr'] themselves), and torch.cuda.amp.GradScaler is unsupported (GradScale
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -136,6 +137,78 @@ def _check(cond: bool, name: str, value: Any, rule: str) -> None:
         raise ValueError(f"invalid {name}: {value!r} (must be {rule})")
 
 
+# the line-search settings: saved in state_dict()["line_search"]["settings"] and restored by load_state_dict
+SETTINGS = (
+    "c",
+    "init_step_size",
+    "grow",
+    "shrink",
+    "max_trials",
+    "beta_s",
+    "eta_min",
+    "eta_max",
+    "speed_up",
+    "line_search",
+    "search_direction",
+    "step_direction",
+    "moments",
+    "min_slope",
+    "accept_ties",
+    "nan_policy",
+    "replay_rng",
+    "sync_losses",
+    "reset_option",
+)
+STATE_VERSION = 2
+# version 1 spelled the scalars with one letter (DESIGN.md §3.4)
+_OLD_KEYS = {"t": "step", "h": "smoothed_decrease", "s": "smoothed_slope", "L": "search_interval"}
+
+
+def validate_settings(st: dict[str, Any]) -> None:
+    """ValueError naming the first line-search setting out of range (DESIGN.md §9)."""
+    _check(0.0 < st["c"] < 1.0, "c", st["c"], "in (0, 1)")
+    _check(st["init_step_size"] > 0.0, "init_step_size", st["init_step_size"], "> 0")
+    _check(st["grow"] >= 1.0, "grow", st["grow"], ">= 1")
+    _check(0.0 < st["shrink"] < 1.0, "shrink", st["shrink"], "in (0, 1)")
+    max_trials = st["max_trials"]
+    _check(isinstance(max_trials, int) and max_trials >= 1, "max_trials", max_trials, "an int >= 1")
+    _check(0.0 <= st["beta_s"] < 1.0, "beta_s", st["beta_s"], "in [0, 1)")
+    eta_min, eta_max = st["eta_min"], st["eta_max"]
+    _check(0.0 < eta_min <= st["init_step_size"], "eta_min", eta_min, "in (0, init_step_size]")
+    _check(eta_max is None or eta_max >= eta_min, "eta_max", eta_max, ">= eta_min or None")
+    _check(st["nan_policy"] in ("raise", "skip"), "nan_policy", st["nan_policy"], '"raise" or "skip"')
+    direction = st["search_direction"]
+    _check(direction in ("sgd", "precond", "momentum"), "search_direction", direction, "sgd, precond or momentum")
+    _check(st["step_direction"] in ("trial", "momentum"), "step_direction", st["step_direction"], "trial or momentum")
+    _check(st["reset_option"] in (0, 1, 2), "reset_option", st["reset_option"], "0, 1 or 2")
+    _check(st["min_slope"] >= 0.0, "min_slope", st["min_slope"], ">= 0")
+    if not st["moments"] and (direction != "sgd" or st["step_direction"] != "trial"):
+        raise ValueError("step_direction='momentum' and preconditioned directions need Adam moments")
+
+
+def _check_group_values(g: dict) -> None:
+    """The per-group hyperparameters that may differ between groups: weight_decay, betas, eps."""
+    if "weight_decay" in g:
+        _check(g["weight_decay"] >= 0.0, "weight_decay", g["weight_decay"], ">= 0")
+    if "eps" in g:
+        _check(g["eps"] > 0.0, "eps", g["eps"], "> 0")
+    if "betas" in g:
+        betas = tuple(g["betas"])
+        _check(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "betas", g["betas"], "two values in [0, 1)")
+
+
+def _check_not_sharded(params: Iterable[torch.Tensor]) -> None:
+    for p in params:
+        # Deliberately unsupported, not a stub: the Armijo test needs the full loss decrease and the full
+        # gradient norm over all parameters; on shards each rank would accept or reject its own step size.
+        # DDP (replicated parameters) is supported and tested.
+        if type(p).__name__ in ("DTensor", "FlatParameter") or getattr(p, "_is_sharded", False):
+            raise NotImplementedError(
+                "sharded parameters (FSDP/DTensor) are not supported: one Armijo search needs the whole "
+                "gradient on every rank; wrap the model in DistributedDataParallel instead"
+            )
+
+
 class ArmijoLineSearch(torch.optim.Optimizer):
     """Armijo backtracking line search with optional Adam preconditioning, smoothing and speed-up (A1)-(A9).
 
@@ -188,92 +261,118 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         sync_losses: bool = True,
         reset_option: int = 1,
     ):
-        _check(0.0 < c < 1.0, "c", c, "in (0, 1)")
-        _check(init_step_size > 0.0, "init_step_size", init_step_size, "> 0")
-        _check(grow >= 1.0, "grow", grow, ">= 1")
-        _check(0.0 < shrink < 1.0, "shrink", shrink, "in (0, 1)")
-        _check(isinstance(max_trials, int) and max_trials >= 1, "max_trials", max_trials, "an int >= 1")
-        _check(0.0 <= beta_s < 1.0, "beta_s", beta_s, "in [0, 1)")
-        _check(eta_min > 0.0 and eta_min <= init_step_size, "eta_min", eta_min, "in (0, init_step_size]")
-        _check(eta_max is None or eta_max >= eta_min, "eta_max", eta_max, ">= eta_min or None")
+        settings = {
+            "c": float(c),
+            "init_step_size": float(init_step_size),
+            "grow": float(grow),
+            "shrink": float(shrink),
+            "max_trials": max_trials,
+            "beta_s": float(beta_s),
+            "eta_min": float(eta_min),
+            "eta_max": None if eta_max is None else float(eta_max),
+            "speed_up": bool(speed_up),
+            "line_search": bool(line_search),
+            "search_direction": search_direction,
+            "step_direction": step_direction,
+            "moments": bool(moments),
+            "min_slope": float(min_slope),
+            "accept_ties": bool(accept_ties),
+            "nan_policy": nan_policy,
+            "replay_rng": bool(replay_rng),
+            "sync_losses": bool(sync_losses),
+            "reset_option": reset_option,
+        }
+        validate_settings(settings)
         _check(weight_decay >= 0.0, "weight_decay", weight_decay, ">= 0")
         _check(eps > 0.0, "eps", eps, "> 0")
         _check(len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas), "betas", betas, "two values in [0, 1)")
-        _check(nan_policy in ("raise", "skip"), "nan_policy", nan_policy, '"raise" or "skip"')
-        _check(search_direction in ("sgd", "precond", "momentum"), "search_direction", search_direction, "known")
-        _check(step_direction in ("trial", "momentum"), "step_direction", step_direction, '"trial" or "momentum"')
-        _check(reset_option in (0, 1, 2), "reset_option", reset_option, "0, 1 or 2")
-        _check(min_slope >= 0.0, "min_slope", min_slope, ">= 0")
-        if not moments and (search_direction != "sgd" or step_direction != "trial"):
-            raise ValueError("step_direction='momentum' and preconditioned directions need Adam moments")
-
-        groups = _normalize_params(params)
-        for g in groups:
-            bad = [k for k in g if k in _LINE_SEARCH_KNOBS or (k in ("betas", "eps") and not moments)]
-            if bad:
-                raise ValueError(f"param group keys {bad} are not per-group; one line search serves all groups")
-            if "weight_decay" in g:
-                _check(g["weight_decay"] >= 0.0, "weight_decay", g["weight_decay"], ">= 0")
-            if "eps" in g:
-                _check(g["eps"] > 0.0, "eps", g["eps"], "> 0")
-            if "betas" in g:
-                _check(all(0.0 <= b < 1.0 for b in g["betas"]), "betas", g["betas"], "two values in [0, 1)")
-        for g in groups:
-            for p in g["params"]:
-                # Deliberately unsupported, not a stub: the Armijo test needs the full loss decrease and the full
-                # gradient norm over all parameters; on shards each rank would accept or reject its own step size.
-                # DDP (replicated parameters) is supported and tested.
-                if type(p).__name__ in ("DTensor", "FlatParameter") or getattr(p, "_is_sharded", False):
-                    raise NotImplementedError(
-                        "sharded parameters (FSDP/DTensor) are not supported: one Armijo search needs the whole "
-                        "gradient on every rank; wrap the model in DistributedDataParallel instead"
-                    )
-
         defaults: dict[str, Any] = {"lr": float(init_step_size), "weight_decay": float(weight_decay)}
         if moments:
             defaults.update(betas=tuple(float(b) for b in betas), eps=float(eps))
-        # attributes first: nothing in Optimizer.__init__ reads them, but step() does
-        self.c, self.init_step_size = float(c), float(init_step_size)
-        self.grow, self.shrink = float(grow), float(shrink)
-        self.max_trials, self.beta_s = int(max_trials), float(beta_s)
-        self.eta_min, self.eta_max = float(eta_min), (None if eta_max is None else float(eta_max))
-        self.speed_up, self.line_search = bool(speed_up), bool(line_search)
-        self.search_direction, self.step_direction, self.moments = search_direction, step_direction, bool(moments)
-        self.min_slope, self.accept_ties, self.nan_policy = float(min_slope), bool(accept_ties), nan_policy
-        self.replay_rng, self.sync_losses, self.reset_option = bool(replay_rng), bool(sync_losses), int(reset_option)
+        # settings first: add_param_group (called by Optimizer.__init__) reads `moments`
+        self._apply_settings(settings)
         self.model = model
-        super().__init__(groups, defaults)
+        super().__init__(_normalize_params(params), defaults)
         self._generator = torch.Generator()
         self._generator.manual_seed(int(torch.initial_seed() if seed is None else seed))
         self._work: dict[torch.Tensor, torch.Tensor] = {}
         self._ls: dict[str, Any] = {
-            "t": 0,
-            "h": 0.0,
-            "s": 0.0,
+            "step": 0,
+            "smoothed_decrease": 0.0,
+            "smoothed_slope": 0.0,
             "e_fast": 1e-8,
             "e_slow": 1e-8,
             "last_search": 0,
-            "L": 1.0,
+            "search_interval": 1.0,
             **{k: 0 for k in _COUNTERS},
         }
         self.diagnostics: dict[str, Any] = {}
 
-    # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ settings and state
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        for key in SETTINGS:
+            setattr(self, key, settings[key])
+
+    def settings(self) -> dict[str, Any]:
+        """The line-search settings (DESIGN.md §3.4), as saved in state_dict()["line_search"]["settings"]."""
+        return {key: getattr(self, key) for key in SETTINGS}
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's add_param_group with the constructor's per-group checks (DESIGN.md §3.3, Parameter groups).
+
+        Line-search knobs (c, lr, shrink, ...) are shared by all groups and rejected in a group dict; weight_decay,
+        betas and eps are range-checked. A group added after the first step starts at the current eta.
+        """
+        bad = [k for k in param_group if k in _LINE_SEARCH_KNOBS or (k in ("betas", "eps") and not self.moments)]
+        if bad:
+            raise ValueError(f"param group keys {bad} are not per-group; one line search serves all groups")
+        _check_group_values(param_group)
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        _check_not_sharded(params)
+        super().add_param_group({**param_group, "params": params})
+        if len(self.param_groups) > 1:
+            self.param_groups[-1]["lr"] = self.param_groups[0]["lr"]
+
     def state_dict(self) -> dict:
+        """torch's state_dict plus the "line_search" entry: scalars, counters, generator state and the settings."""
         sd = super().state_dict()
         ls = dict(self._ls)
+        ls["version"] = STATE_VERSION
         ls["generator"] = self._generator.get_state()
+        ls["settings"] = self.settings()
         sd["line_search"] = ls
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore parameters' state, the shared scalars and the line-search settings (as torch restores group
+        hyperparameters); warns when the saved settings differ from this optimizer's. Version-1 states load too."""
         state_dict = dict(state_dict)
         ls = state_dict.pop("line_search", None)
-        super().load_state_dict(state_dict)
         if ls is not None:
             ls = dict(ls)
-            self._generator.set_state(ls.pop("generator"))
-            self._ls.update(ls)
+            if ls.pop("version", 1) < 2:
+                ls = {_OLD_KEYS.get(k, k): v for k, v in ls.items()}
+            saved = ls.pop("settings", None)
+            if saved is not None:
+                merged = {**self.settings(), **saved}
+                validate_settings(merged)
+        super().load_state_dict(state_dict)
+        if ls is None:
+            return
+        if saved is not None:
+            differ = {k: (getattr(self, k), v) for k, v in saved.items() if k in SETTINGS and getattr(self, k) != v}
+            if differ:
+                detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differ.items())
+                warnings.warn(f"load_state_dict restores the saved line-search settings ({detail})", stacklevel=2)
+            self._apply_settings(merged)
+        self._generator.set_state(ls.pop("generator"))
+        self._ls.update(ls)
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken so far (t of (A1)); a skipped non-finite step does not count."""
+        return int(self._ls["step"])
 
     @property
     def eta(self) -> float:
@@ -319,7 +418,7 @@ class ArmijoLineSearch(torch.optim.Optimizer):
             out.append(b)
         return out
 
-    def _update_moments(self, active, t: int) -> None:
+    def _update_moments(self, active) -> None:
         """(A1): m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2 (lazy zeros_like state)."""
         for g, ps in active:
             b1, b2 = g["betas"]
@@ -397,56 +496,93 @@ class ArmijoLineSearch(torch.optim.Optimizer):
     @torch.no_grad()
     def _step_after_backward(self, call, loss: torch.Tensor, seed, gen_state):
         ls = self._ls
-        k = ls["t"] + 1
+        k = ls["step"] + 1
         active = self._active()
-        f0_t = self._reduce(loss)
-        # one pass per gradient: a NaN or inf anywhere makes its norm non-finite
-        norms = [n for _, ps in active for n in torch._foreach_norm([p.grad for p in ps])]
-        host = self._to_host([f0_t, *norms])
-        f0 = host[0]
+        f0 = self._checked_loss(active, loss, k, gen_state)
         diag = {"step": k, "searched": False, "trials": 0, "forwards": 1, "backtracks": 0, "fallback": False}
         diag.update(slope=math.nan, loss_decrease=math.nan)
-        if not (math.isfinite(f0) and all(math.isfinite(x) for x in host[1:])):
-            if self.nan_policy == "raise":
-                self._generator.set_state(gen_state)
-                raise FloatingPointError(f"step {k}: non-finite loss ({f0}) or gradient at w0; parameters unchanged")
+        if f0 is None:  # non-finite loss or gradient with nan_policy="skip": no update
             ls["n_nonfinite"] += 1
             ls["n_forwards"] += 1
-            diag.update(eta=self.eta, eta_cand=self.eta, s=ls["s"], h=ls["h"], L=ls["L"], nonfinite=True)
+            diag.update(eta=self.eta, eta_cand=self.eta, nonfinite=True)
             self._finish_diag(diag)
             return loss
-        ls["t"] = k
+        ls["step"] = k
         ls["n_steps"] += 1
         if self.moments:
-            self._update_moments(active, k)
+            self._update_moments(active)
         eta_prev = self.eta
         eta_cand = candidate_step_size(
             eta_prev, self.grow, self.init_step_size, self.eta_min, self.eta_max, self.reset_option
         )
-        searched = self.line_search and (not self.speed_up or should_search(k, k - ls["last_search"], ls["L"]))
-        if not searched:  # (A9) untested step along the Adam step (SLS: g); stored eta unchanged
-            step_kind = "momentum" if self.moments else "sgd"
-            for g, ps in active:
-                d = self._fill(step_kind, g, ps, k)
-                if g["weight_decay"]:
-                    torch._foreach_mul_(ps, 1.0 - eta_cand * g["weight_decay"])
-                torch._foreach_add_(ps, d, alpha=-eta_cand)
-            ls["n_forwards"] += 1
-            diag.update(eta=eta_prev, eta_cand=eta_cand, s=ls["s"], h=ls["h"], L=ls["L"])
-            self._finish_diag(diag)
-            return loss
+        since = k - ls["last_search"]
+        if not self.line_search or (self.speed_up and not should_search(k, since, ls["search_interval"])):
+            self._untested_step(active, k, eta_cand)
+            diag.update(eta=eta_prev, eta_cand=eta_cand)
+        else:
+            self._search_step(call, active, k, f0, eta_cand, seed, diag)
+        self._finish_diag(diag)
+        return loss
 
-        # (A3) direction and slope, one host sync
+    def _checked_loss(self, active, loss: torch.Tensor, k: int, gen_state) -> float | None:
+        """f0 (mean over ranks) after one host sync that also checks every gradient; None: skip this step."""
+        f0_t = self._reduce(loss)
+        # one pass per gradient: a NaN or inf anywhere makes its norm non-finite
+        norms = [n for _, ps in active for n in torch._foreach_norm([p.grad for p in ps])]
+        host = self._to_host([f0_t, *norms])
+        if all(math.isfinite(x) for x in host):
+            return host[0]
+        if self.nan_policy == "raise":
+            self._generator.set_state(gen_state)
+            raise FloatingPointError(f"step {k}: non-finite loss ({host[0]}) or gradient at w0; parameters unchanged")
+        return None
+
+    def _untested_step(self, active, k: int, eta_cand: float) -> None:
+        """(A9) step without a search along the Adam step (SLS: g) with eta_cand; the stored eta stays."""
+        step_kind = "momentum" if self.moments else "sgd"
+        for g, ps in active:
+            d = self._fill(step_kind, g, ps, k)
+            if g["weight_decay"]:
+                torch._foreach_mul_(ps, 1.0 - eta_cand * g["weight_decay"])
+            torch._foreach_add_(ps, d, alpha=-eta_cand)
+        self._ls["n_forwards"] += 1
+
+    def _direction(self, active, k: int) -> tuple[list[list[torch.Tensor]], float, bool]:
+        """(A3): the tested direction per group and its slope phi (one host sync); KenSLS falls back to P*g."""
         dirs = [self._fill(self.search_direction, g, ps, k) for g, ps in active]
         phi = sum(self._to_host(self._slope_terms(active, dirs)))
-        fallback = False
         if self.search_direction == "momentum" and not (phi > 0.0 and math.isfinite(phi)):
-            fallback = True
-            ls["n_fallback"] += 1
+            self._ls["n_fallback"] += 1
             dirs = [self._fill("precond", g, ps, k) for g, ps in active]
-            phi = sum(self._to_host(self._slope_terms(active, dirs)))
-        s_k = smoothed_slope(ls["s"], phi, self.beta_s)  # (A4)
-        ls["s"] = s_k
+            return dirs, sum(self._to_host(self._slope_terms(active, dirs))), True
+        return dirs, phi, False
+
+    def _trials(self, call, params, flat_dirs, f0: float, eta_cand: float, s_k: float, seed) -> tuple:
+        """(A5)/(A6): backtrack from eta_cand; returns (eta, trials, accepted, loss decrease, distance moved)."""
+        ls = self._ls
+        moved, eta, delta = 0.0, eta_cand, math.nan
+        with preserve_running_stats(self.model):
+            for j in range(self.max_trials):
+                eta = trial_step_size(eta_cand, self.shrink, j, self.eta_min)
+                torch._foreach_add_(params, flat_dirs, alpha=-(eta - moved))
+                moved = eta
+                if seed is not None:
+                    self._reseed(seed)
+                f_j = self._reduce(call(False)).item()
+                res = armijo_test(f0, f_j, eta, s_k, ls["smoothed_decrease"], self.c, self.beta_s, self.accept_ties)
+                if res.accepted:
+                    ls["smoothed_decrease"] = res.h
+                    return eta, j + 1, True, res.delta, moved
+                if eta <= self.eta_min:
+                    return eta, j + 1, False, delta, moved
+        return eta, self.max_trials, False, delta, moved
+
+    def _search_step(self, call, active, k: int, f0: float, eta_cand: float, seed, diag: dict) -> None:
+        """(A3)-(A8): direction, smoothed slope, trials (or the untested (A8) step), the step taken, (A9) EMAs."""
+        ls = self._ls
+        dirs, phi, fallback = self._direction(active, k)
+        s_k = smoothed_slope(ls["smoothed_slope"], phi, self.beta_s)  # (A4)
+        ls["smoothed_slope"] = s_k
         params = [p for _, ps in active for p in ps]
         flat_dirs = [d for ds in dirs for d in ds]
         trials, accepted, eta, delta = 0, False, eta_cand, math.nan
@@ -454,51 +590,37 @@ class ArmijoLineSearch(torch.optim.Optimizer):
             ls["n_untested"] += 1
             torch._foreach_add_(params, flat_dirs, alpha=-eta)
             moved = eta
-        else:  # (A5) trials
-            moved = 0.0
-            with preserve_running_stats(self.model):
-                for j in range(self.max_trials):
-                    eta = trial_step_size(eta_cand, self.shrink, j, self.eta_min)
-                    torch._foreach_add_(params, flat_dirs, alpha=-(eta - moved))
-                    moved = eta
-                    if seed is not None:
-                        self._reseed(seed)
-                    f_j = self._reduce(call(False)).item()
-                    trials += 1
-                    res = armijo_test(f0, f_j, eta, s_k, ls["h"], self.c, self.beta_s, self.accept_ties)
-                    if res.accepted:
-                        accepted, delta = True, res.delta
-                        ls["h"] = res.h
-                        break
-                    if eta <= self.eta_min:
-                        break
+        else:
+            eta, trials, accepted, delta, moved = self._trials(call, params, flat_dirs, f0, eta_cand, s_k, seed)
             if not accepted:  # (A6) the last trial's eta is taken
                 ls["n_fail"] += 1
             ls["n_backtracks"] += trials - 1
-        # (A7) step taken and decoupled weight decay
-        if self.step_direction == "momentum" or any(g["weight_decay"] for g, _ in active):
-            torch._foreach_add_(params, flat_dirs, alpha=moved)  # back to w0 (up to rounding)
-            for (g, ps), d in zip(active, dirs):
-                if g["weight_decay"]:
-                    torch._foreach_mul_(ps, 1.0 - eta * g["weight_decay"])
-                if self.step_direction == "momentum":
-                    d = self._fill("momentum", g, ps, k)
-                torch._foreach_add_(ps, d, alpha=-eta)
+        self._take_step(active, dirs, params, flat_dirs, k, eta, moved)
         self._set_lr(eta)
         ls["e_fast"], ls["e_slow"] = speedup_emas(ls["e_fast"], ls["e_slow"], eta)  # (A9)
-        ls["L"] = search_interval(ls["e_fast"], ls["e_slow"])
+        ls["search_interval"] = search_interval(ls["e_fast"], ls["e_slow"])
         ls["last_search"] = k
         ls["n_searches"] += 1 if trials else 0
         ls["n_forwards"] += 1 + trials
-        diag.update(
-            searched=trials > 0, untested=trials == 0, trials=trials, forwards=1 + trials, backtracks=max(trials - 1, 0)
-        )
-        diag.update(eta=eta, eta_cand=eta_cand, slope=phi, s=s_k, h=ls["h"], L=ls["L"], fallback=fallback)
+        diag.update(searched=trials > 0, untested=trials == 0, trials=trials, forwards=1 + trials)
+        diag.update(backtracks=max(trials - 1, 0), eta=eta, eta_cand=eta_cand, slope=phi, fallback=fallback)
         diag.update(loss_decrease=delta, accepted=accepted)
-        self._finish_diag(diag)
-        return loss
+
+    def _take_step(self, active, dirs, params, flat_dirs, k: int, eta: float, moved: float) -> None:
+        """(A7): keep the trial point, or go back to w0 and take the Adam step; decoupled weight decay."""
+        if self.step_direction != "momentum" and not any(g["weight_decay"] for g, _ in active):
+            return
+        torch._foreach_add_(params, flat_dirs, alpha=moved)  # back to w0 (up to rounding)
+        for (g, ps), d in zip(active, dirs):
+            if g["weight_decay"]:
+                torch._foreach_mul_(ps, 1.0 - eta * g["weight_decay"])
+            if self.step_direction == "momentum":
+                d = self._fill("momentum", g, ps, k)
+            torch._foreach_add_(ps, d, alpha=-eta)
 
     def _finish_diag(self, diag: dict) -> None:
+        ls = self._ls
+        diag.update(s=ls["smoothed_slope"], h=ls["smoothed_decrease"], L=ls["search_interval"])
         diag.setdefault("nonfinite", False)
         diag.setdefault("untested", False)
         diag.setdefault("accepted", False)

@@ -1,4 +1,4 @@
-"""Shared recipes and helpers for the line_search tests (one table, style.md section 2)."""
+"""Shared recipes and helpers for the line_search tests (one table, one place for all test files)."""
 
 from __future__ import annotations
 
