@@ -1,4 +1,4 @@
-"""Stacked LR sweep benchmark (hp_scaling spec 8): G learning rates in one stacked model vs one after another.
+"""Stacked LR sweep benchmark (hp_scaling DESIGN.md §9): G learning rates in one stacked model vs one after another.
 
 Target: --stack bmm >= 5x faster than the same 33 LRs (2^-6..2^2) trained sequentially as nn.Module +
 torch.optim.SGD on DagMLP 2_22_222_2222, digits, width 64, batch 16, one epoch (112 steps). Printed without target:

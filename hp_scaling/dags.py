@@ -1,4 +1,4 @@
-"""DAG codes of Chen, Wu, Wang, Hanin (ICLR 2024) and exact path statistics (spec sec. 3.1).
+"""DAG codes of Chen, Wu, Wang, Hanin (ICLR 2024) and exact path statistics (DESIGN.md §2).
 
 A code is N-1 tokens joined by ``_``; token t (t = 1..N-1) has t digits, digit s being the op on the edge s -> t.
 ``2_02_002`` is the chain 0 -> 1 -> 2 -> 3.

@@ -1,4 +1,4 @@
-"""In-memory data for hp_scaling, read through common.data (spec 5).
+"""In-memory data for hp_scaling, read through common.data (DESIGN.md §10).
 
 ``load_data(name, split, root)`` returns an :class:`ArrayData`: raw images (uint8 or float), labels, the class count,
 the input shape and per-channel normalization. Batches are normalized on the fly, so CIFAR stays uint8 in memory.

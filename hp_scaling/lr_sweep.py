@@ -1,6 +1,6 @@
-"""Max-LR grid search per architecture (step 1 of the method; the "ground truth" of Figs. 2, 3, 5; spec 4).
+"""Max-LR grid search per architecture (step 1 of the method; the "ground truth" of Figs. 2, 3, 5; DESIGN.md §6).
 
-Example (R1, spec 6):
+Example (R1, DESIGN.md §5):
     python hp_scaling/lr_sweep.py --arch mlp --depth_chain 0 2 4 6 8 --chain_nodes 9 --width 32 --seeds 0 1 \
         --lr_min 0.015625 --lr_max 2 --steps_per_octave 2
 Under ``mpirun -n R`` the (architecture, seed) items are dealt round-robin; rank 0 writes the outputs.
@@ -59,7 +59,9 @@ def build_parser() -> ArgumentParser:
     sel = g.add_mutually_exclusive_group()
     sel.add_argument("--dags", nargs="+", metavar="CODE", help="DAG codes to sweep")
     sel.add_argument("--depth_chain", nargs="+", type=nonneg_int, metavar="K", help="chains with K Linear edges")
-    sel.add_argument("--random_topologies", type=positive_int, metavar="M", help="R2 selection, at most M (§5.2)")
+    sel.add_argument(
+        "--random_topologies", type=positive_int, metavar="M", help="R2 selection, at most M (DESIGN.md §5.2)"
+    )
     g.add_argument("--chain_nodes", type=positive_int, default=None, metavar="N", help="chain nodes (max K + 1)")
     g.add_argument("--per_bin", type=positive_int, default=4, metavar="INT", help="codes per multiplier bin")
     g.add_argument("--topology_seed", type=int, default=0, metavar="INT", help="permutation seed of the walk")

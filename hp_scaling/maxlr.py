@@ -1,4 +1,5 @@
-"""Step 1 of the method and the "ground truth" of Figs. 2, 3, 5: the max-LR grid search per architecture (spec 4, 6).
+"""Step 1 of the method and the "ground truth" of Figs. 2, 3, 5: the max-LR grid search per
+architecture (DESIGN.md §5, §6).
 
 Items are (code, q, seed). Each item builds its model under ``torch.manual_seed(item_seed(code, q, seed))`` and
 trains every LR of the grid (hp_scaling.stacked) on the batch order of ``seed``, so an item's result depends only
@@ -67,7 +68,7 @@ def lr_grid(lr_min: float, lr_max: float, steps_per_octave: int) -> list[float]:
 def random_topologies(
     m: int | None = None, per_bin: int = 4, topology_seed: int = 0, linear_only: bool = False
 ) -> list[str]:
-    """Spec 6 R2 selection: walk random_order(59049, topology_seed) over the N5 codes, skip codes without a path,
+    """DESIGN.md §5.2 selection: walk random_order(59049, topology_seed) over the N5 codes, skip codes without a path,
     bin by floor(2 log2 mult_off3) (bins -6..0), keep the first ``per_bin`` per bin in walk order, list them in bin
     order (ascending), truncate to ``m``. ``linear_only`` keeps codes with digits 0/2 only."""
     codes = all_codes("mlp", 5)

@@ -1,7 +1,7 @@
-"""NAS-Bench-201 cells: the default recipe vs the architecture-aware init + LR (spec 4; paper sec. 5).
+"""NAS-Bench-201 cells: the default recipe vs the architecture-aware init + LR (DESIGN.md §6; paper sec. 5).
 
 Baseline: PyTorch default init, --baseline_lr. Ours: --init paper|reference and --lr x the NB201 multiplier
-(eq. 8 with offset 1, S_base 1; avg_pool counts as a skip). Example (R4, spec 6):
+(eq. 8 with offset 1, S_base 1; avg_pool counts as a skip). Example (R4, DESIGN.md §5):
     python hp_scaling/nb201_compare.py --dataset digits --width 8 --num_cells 6 --epochs 5 --batch_size 64 \
         --init reference
 """

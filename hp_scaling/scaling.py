@@ -1,4 +1,4 @@
-"""Architecture-aware init (eq. 4) and LR transfer (eq. 8 MLP, eq. 9 CNN) of Chen et al., ICLR 2024 (spec 3.2, 3.3).
+"""Architecture-aware init (eq. 4) and LR transfer (eq. 8 MLP, eq. 9 CNN) of Chen et al., ICLR 2024 (DESIGN.md §3, 3.3).
 
 Symbols: d_in(t) in-degree of node t; fan_in, fan_out; q kernel size; k_p parameterized edges on path p;
 L_p = k_p + offset; S = sum_p L_p^3; eta learning rate.
@@ -20,11 +20,16 @@ d_in = 1), ``torch`` (PyTorch default layers, post-activation). Skip branches ar
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from hp_scaling.dags import Dag, _as_dag, depth_histogram, normalize_family, path_moments
 
 __all__ = [
+    "BASE_INITS",
     "INITS",
+    "INIT_PARTS",
+    "InitParts",
+    "init_parts",
     "NoPathError",
     "default_block",
     "edge_std",
@@ -36,7 +41,7 @@ __all__ = [
     "transfer_factor",
 ]
 
-INITS = ("paper", "reference", "he", "torch")
+INITS = ("paper", "reference", "he", "torch", "paper_readout_classes", "paper_source_degree", "reference_readout_mup")
 
 
 class NoPathError(ValueError):
@@ -119,6 +124,44 @@ def scaled_lr(lr_base: float, code_or_dag: str | Dag, family: str = "mlp", **kw)
 
 
 # ---------------------------------------------------------------- eq. 4 init conventions
+@dataclass(frozen=True)
+class InitParts:
+    """The four choices an init convention makes (DESIGN.md §3.2).
+
+    degree: which in-degree divides the variance of edge s -> t: "target" d_in(t) (eq. 4 as written), "source"
+        max(d_in(s), 1) (what the reference code computes), "none" (He).
+    fan: "in" (fan_in of every layer, eq. 4) or "out" (the reference's mode="fan_out": the stem uses width * q^2).
+    readout: "mup" std sqrt(2)/n (eq. 2, d_in(out) = 1) or "classes" std 2/num_classes (the reference squares its
+        He std 2/fan_out: a variance used as a std).
+    block: "pre" (z_t = sum_s W act(z_s)) or "post" (x_t = sum_s act(W x_s)), the default of ``--block auto``.
+    """
+
+    degree: str
+    fan: str
+    readout: str
+    block: str
+
+
+INIT_PARTS = {
+    "paper": InitParts("target", "in", "mup", "pre"),
+    "reference": InitParts("source", "out", "classes", "post"),
+    "he": InitParts("none", "in", "mup", "pre"),
+    # ablations for the init gap (README "Why the reference init correlates better"): one part swapped each
+    "paper_readout_classes": InitParts("target", "in", "classes", "pre"),
+    "paper_source_degree": InitParts("source", "in", "mup", "pre"),
+    "reference_readout_mup": InitParts("source", "out", "mup", "post"),
+}
+BASE_INITS = ("paper", "reference", "he", "torch")  # the conventions of NB201 cells (TinyNetwork)
+
+
+def init_parts(init: str) -> InitParts:
+    """The parts of an init convention; "torch" (PyTorch's layer defaults) has none."""
+    _check_init(init)
+    if init == "torch":
+        raise ValueError("init 'torch' keeps PyTorch's default layer init; it has no eq. 4 parts")
+    return INIT_PARTS[init]
+
+
 def _check_init(init: str) -> None:
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -128,7 +171,7 @@ def default_block(init: str, block: str = "auto") -> str:
     """Block order: "pre" for paper/he, "post" for reference/torch, unless block is pre|post."""
     _check_init(init)
     if block == "auto":
-        return "pre" if init in ("paper", "he") else "post"
+        return "post" if init == "torch" else INIT_PARTS[init].block
     if block not in ("pre", "post"):
         raise ValueError(f"block must be auto, pre or post, got {block!r}")
     return block
@@ -140,31 +183,20 @@ def edge_std(init: str, fan_in: int, fan_out: int, d_target: int, d_source: int)
     paper: sqrt(2 / (fan_in * d_in(t))); he: sqrt(2 / fan_in);
     reference: sqrt(2 / (fan_out * max(d_in(s), 1))) (source in-degree, fan_out as the reference does).
     """
-    _check_init(init)
-    if init == "paper":
-        return math.sqrt(2.0 / (fan_in * max(d_target, 1)))
-    if init == "he":
-        return math.sqrt(2.0 / fan_in)
-    if init == "reference":
-        return math.sqrt(2.0 / (fan_out * max(d_source, 1)))
-    raise ValueError("init 'torch' keeps PyTorch's default layer init; edge_std does not apply")
+    parts = init_parts(init)
+    degree = {"target": d_target, "source": d_source, "none": 1}[parts.degree]
+    fan = fan_in if parts.fan == "in" else fan_out
+    return math.sqrt(2.0 / (fan * max(degree, 1)))
 
 
 def stem_std(init: str, fan_in: int, width: int, q: int = 1) -> float:
     """Stem std: paper/he sqrt(2 / (fan_in q^2)); reference sqrt(2 / (width q^2)) (the reference's fan_out quirk)."""
-    _check_init(init)
-    if init in ("paper", "he"):
-        return math.sqrt(2.0 / (fan_in * q * q))
-    if init == "reference":
-        return math.sqrt(2.0 / (width * q * q))
-    raise ValueError("init 'torch' keeps PyTorch's default layer init; stem_std does not apply")
+    fan = fan_in if init_parts(init).fan == "in" else width
+    return math.sqrt(2.0 / (fan * q * q))
 
 
 def readout_std(init: str, fan_in: int, num_classes: int) -> float:
     """Readout std: paper/he sqrt(2)/n (eq. 2 muP readout, d_in(out) = 1); reference 2/num_classes."""
-    _check_init(init)
-    if init in ("paper", "he"):
+    if init_parts(init).readout == "mup":
         return math.sqrt(2.0) / fan_in
-    if init == "reference":
-        return 2.0 / num_classes
-    raise ValueError("init 'torch' keeps PyTorch's default layer init; readout_std does not apply")
+    return 2.0 / num_classes

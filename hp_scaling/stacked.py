@@ -1,7 +1,7 @@
 """Stacked multi-LR training: step 1 of the method (find eta_base by a grid search), G learning rates at once.
 
 All G copies start from one seeded init and see one minibatch order, so stacked training equals the sequential
-grid search (spec 4, lr_sweep). Modes (``stack=``):
+grid search (DESIGN.md §6, lr_sweep). Modes (``stack=``):
   bmm   DagMLP fast path: parameters carry a leading G dim; one batched forward/backward per step.
   vmap  any module: torch.func.stack_module_state-style stacking + vmap(grad(functional_call)); BN through
         torch.func.replace_all_batch_norm_modules_ (batch statistics, no running stats).

@@ -1,4 +1,4 @@
-"""Single-model training loop shared by main.py and nb201_compare.py (spec 3.4, 4).
+"""Single-model training loop shared by main.py and nb201_compare.py (DESIGN.md §7, 4).
 
 SGD with optional momentum/Nesterov/weight decay, CE loss, per-step linear warmup to the (scaled) LR and an optional
 cosine decay stepped per epoch (T_max = epochs, eta_min = 0), both in closed form:

@@ -1,4 +1,4 @@
-"""NAS-Bench-201 cell operations (spec 5): none, skip_connect, ReLU-Conv-BN (1x1, 3x3, no bias), AvgPool3x3.
+"""NAS-Bench-201 cell operations (DESIGN.md §10): none, skip_connect, ReLU-Conv-BN (1x1, 3x3, no bias), AvgPool3x3.
 
 A cell has 4 nodes; node t is the sum of its op outputs (``none`` edges are not computed); the cell returns node 3.
 A node with no non-none input is the zero tensor.

@@ -1,5 +1,5 @@
-"""DAG CNN of Chen et al., ICLR 2024 (spec 5): conv stem, Conv/skip edges with 'same' padding, global average pool,
-Linear readout. Block orders as in mlp_dags (pre: W act(z) + b; post: act(W x + b)). eq. 9: fan = width * q^2.
+"""DAG CNN of Chen et al., ICLR 2024 (DESIGN.md §10): conv stem, Conv/skip edges with 'same' padding, global average
+pool, Linear readout. Block orders as in mlp_dags (pre: W act(z) + b; post: act(W x + b)). eq. 9: fan = width * q^2.
 ``stride`` applies to the stem only, so every edge keeps the spatial size."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ __all__ = ["DagCNN"]
 
 
 class DagCNN(nn.Module):
-    """CNN over a DAG code (digits 0 none, 1 skip, 2 Conv q x q), initialized by ``init`` (spec 3.2)."""
+    """CNN over a DAG code (digits 0 none, 1 skip, 2 Conv q x q), initialized by ``init`` (DESIGN.md §3)."""
 
     def __init__(
         self,

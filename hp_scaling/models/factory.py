@@ -1,4 +1,4 @@
-"""build_model(arch, code, ...): DagMLP, DagCNN or TinyNetwork with the chosen init (spec 3.2, 5)."""
+"""build_model(arch, code, ...): DagMLP, DagCNN or TinyNetwork with the chosen init (DESIGN.md §3, 5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""DAG MLP of Chen et al., ICLR 2024 (spec 3.2, 5): a stem, Linear/skip edges between N nodes, a readout.
+"""DAG MLP of Chen et al., ICLR 2024 (DESIGN.md §3, 5): a stem, Linear/skip edges between N nodes, a readout.
 
-Block orders (spec 3.2):
+Block orders (DESIGN.md §3):
   pre  (paper, he):        z_0 = stem(x); z_t = sum_s op(z_s); a Linear edge is W act(z_s) + b; out = R act(z_{N-1}).
   post (reference, torch): x_0 = act(stem(x)); x_t = sum_s op(x_s); a Linear edge is act(W x_s + b); out = R x_{N-1}.
 Skip edges are the identity. Zero edges have no parameters; a node with no inputs is the zero tensor.
@@ -70,7 +70,7 @@ def dag_forward(edges, n_nodes, params, x, act, block) -> list[torch.Tensor]:
 
 
 class DagMLP(nn.Module):
-    """MLP over a DAG code (digits 0 none, 1 skip, 2 Linear), initialized by ``init`` (spec 3.2)."""
+    """MLP over a DAG code (digits 0 none, 1 skip, 2 Linear), initialized by ``init`` (DESIGN.md §3)."""
 
     def __init__(
         self,
@@ -105,7 +105,7 @@ class DagMLP(nn.Module):
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str) -> None:
-        """Apply an init convention of spec 3.2; biases 0, BN gamma 1 and beta 0 (torch: layer defaults)."""
+        """Apply an init convention of DESIGN.md §3; biases 0, BN gamma 1 and beta 0 (torch: layer defaults)."""
         default_block(init)  # validates
         if init == "torch":
             return

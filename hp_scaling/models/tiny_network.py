@@ -1,4 +1,4 @@
-"""NAS-Bench-201 TinyNetwork (spec 5) with the eq. 4 init of spec 3.2.
+"""NAS-Bench-201 TinyNetwork (DESIGN.md §10) with the eq. 4 init of DESIGN.md §3.
 
 stem conv3x3 + BN -> N cells at C -> reduction to 2C -> N cells -> reduction to 4C -> N cells -> BN-ReLU -> global
 pool -> Linear. Init (``paper``/``reference``/``he``): only conv weights are redrawn, N(0, 2/(fan_in * d)) with
@@ -16,7 +16,7 @@ from torch import nn
 
 from hp_scaling.dags import _as_dag
 from hp_scaling.models.cell_operations import InferCell, ReLUConvBN, ResNetBasicblock
-from hp_scaling.scaling import INITS
+from hp_scaling.scaling import BASE_INITS
 
 __all__ = ["REDUCTION_DEGREES", "TinyNetwork"]
 
@@ -52,8 +52,8 @@ class TinyNetwork(nn.Module):
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str) -> None:
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if init not in BASE_INITS:
+            raise ValueError(f"init must be one of {BASE_INITS}, got {init!r}")
         if init == "torch":
             return
         dag = self.dag

@@ -1,4 +1,4 @@
-"""Spec 7.1 (encoding), 7.2 (paths), 7.16 (export) for hp_scaling.dags."""
+"""DESIGN.md §8.1 (encoding), 7.2 (paths), 7.16 (export) for hp_scaling.dags."""
 
 import json
 from collections import Counter
@@ -38,33 +38,33 @@ def nb201_codes():
 
 
 def test_round_trip_all_codes(n5_codes, nb201_codes):
-    assert len(n5_codes) == 59049 and len(nb201_codes) == 15625, "spec 3.1: 3^10 and 5^6 codes"
+    assert len(n5_codes) == 59049 and len(nb201_codes) == 15625, "DESIGN.md §2: 3^10 and 5^6 codes"
     for c in n5_codes:
         assert parse_code(c, "mlp").code == c
     for c in nb201_codes:
         d = parse_code(c, "nb201")
         assert "_".join("".join(map(str, t)) for t in d.digits) == c
-        assert arch_str_to_code(code_to_arch_str(c)) == c, f"spec 7.1: arch string round trip failed for {c}"
+        assert arch_str_to_code(code_to_arch_str(c)) == c, f"DESIGN.md §8.1: arch string round trip failed for {c}"
 
 
 def test_list_indices(n5_codes, nb201_codes):
     expect = {0: "0_00_000_0000", 1: "0_00_000_0001", 21952: "1_01_001_0001", 59048: "2_22_222_2222"}
     for i, c in expect.items():
-        assert n5_codes[i] == c, f"spec 3.1: all_codes('mlp', 5)[{i}] should be {c}"
-    assert nb201_codes[0] == "0_00_000" and nb201_codes[9776] == "3_03_101", "spec 3.1 NB201 indices"
+        assert n5_codes[i] == c, f"DESIGN.md §2: all_codes('mlp', 5)[{i}] should be {c}"
+    assert nb201_codes[0] == "0_00_000" and nb201_codes[9776] == "3_03_101", "DESIGN.md §2 NB201 indices"
 
 
 def test_random_order_values():
     r = random_order(59049, seed=0)
     assert r.dtype == np.int64
-    assert r[:5].tolist() == [42063, 12614, 37907, 18233, 2067], "spec 3.1 permutation head"
-    assert int(r.sum()) == 1_743_362_676, "spec 3.1 permutation sum"
-    assert random_order(15625, seed=0)[:5].tolist() == [11759, 10533, 8177, 7648, 14936], "spec 3.1 NB201 head"
+    assert r[:5].tolist() == [42063, 12614, 37907, 18233, 2067], "DESIGN.md §2 permutation head"
+    assert int(r.sum()) == 1_743_362_676, "DESIGN.md §2 permutation sum"
+    assert random_order(15625, seed=0)[:5].tolist() == [11759, 10533, 8177, 7648, 14936], "DESIGN.md §2 NB201 head"
 
 
 def test_arch_str_example():
     s = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
-    assert code_to_arch_str("3_03_101") == s, "spec 3.1 arch string"
+    assert code_to_arch_str("3_03_101") == s, "DESIGN.md §2 arch string"
     assert arch_str_to_code(s) == "3_03_101"
 
 
@@ -90,8 +90,8 @@ def test_adjacency_and_degree():
 @pytest.mark.parametrize("n", range(3, 13))
 def test_complete_dag_path_count(n):
     d = parse_code(complete(n))
-    assert len(enumerate_paths(d)) == 2 ** (n - 2), "spec 7.2 DFS: 2^(N-2) paths"
-    assert sum(depth_histogram(d).values()) == 2 ** (n - 2), "spec 7.2 DP: 2^(N-2) paths"
+    assert len(enumerate_paths(d)) == 2 ** (n - 2), "DESIGN.md §8.2 DFS: 2^(N-2) paths"
+    assert sum(depth_histogram(d).values()) == 2 ** (n - 2), "DESIGN.md §8.2 DP: 2^(N-2) paths"
     assert path_moments(d).n_paths == 2 ** (n - 2)
 
 
@@ -102,7 +102,7 @@ def test_dp_equals_dfs_everywhere(n5_codes, nb201_codes):
         for c in codes:
             d = parse_code(c, fam)
             h = depth_histogram(d)
-            assert h == histogram_from_dfs(d), f"spec 7.2: DP != DFS on {c}"
+            assert h == histogram_from_dfs(d), f"DESIGN.md §8.2: DP != DFS on {c}"
             m = path_moments(d, 3)
             assert m.S == sum(cnt * (k + 3) ** 3 for k, cnt in h.items())
             n = sum(h.values())
@@ -110,14 +110,14 @@ def test_dp_equals_dfs_everywhere(n5_codes, nb201_codes):
                 no_path[fam] += 1
             elif fam == "mlp":
                 n_paths_hist[n] += 1
-    assert no_path["mlp"] == 2471 and no_path["nb201"] == 341, f"spec 7.2 no-path counts, got {dict(no_path)}"
+    assert no_path["mlp"] == 2471 and no_path["nb201"] == 341, f"DESIGN.md §8.2 no-path counts, got {dict(no_path)}"
     expect = {1: 9626, 2: 13288, 3: 11648, 4: 9728, 5: 5632, 6: 3584, 7: 2048, 8: 1024}
-    assert dict(n_paths_hist) == expect, "spec 7.2 N5 path-count histogram"
+    assert dict(n_paths_hist) == expect, "DESIGN.md §8.2 N5 path-count histogram"
 
 
 @pytest.mark.parametrize("n,s", [(12, 815_616), (16, 23_699_456), (20, 621_936_640)])
 def test_complete_dag_exact_S(n, s):
-    assert path_moments(parse_code(complete(n)), 3).S == s, f"spec 7.2: S(offset 3) of the complete {n}-node DAG"
+    assert path_moments(parse_code(complete(n)), 3).S == s, f"DESIGN.md §8.2: S(offset 3) of the complete {n}-node DAG"
 
 
 def test_export_matches_generators(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Spec 7.9 (main.py), 7.10 (the seed command on a tiny genuine-format CIFAR-10), 9 (bad input), 7.15 (resume)."""
+"""DESIGN.md §8.9 (main.py), 7.10 (the seed command on a tiny genuine-format CIFAR-10), 9 (bad input), 7.15 (resume)."""
 
 import csv
 import json
@@ -56,11 +56,11 @@ def test_top1_counts_all_classes():
     logits = torch.zeros(len(y), 100)
     pred = torch.where(y >= 50, y, (y + 1) % 50)
     logits[torch.arange(len(y)), pred] = 1.0
-    assert top1(logits, y) == pytest.approx(0.5), "spec 7.9: classes 50-99 correct gives top-1 0.5"
+    assert top1(logits, y) == pytest.approx(0.5), "DESIGN.md §8.9: classes 50-99 correct gives top-1 0.5"
 
 
 def test_warmup_reaches_scaled_lr():
-    assert lr_factor(9, 10, 3, 1.0, False) == 1.0, "spec 7.9: the last warmup step reaches the scaled LR"
+    assert lr_factor(9, 10, 3, 1.0, False) == 1.0, "DESIGN.md §8.9: the last warmup step reaches the scaled LR"
     assert lr_factor(8, 10, 3, 1.0, False) == pytest.approx(0.9)
     assert lr_factor(10, 10, 2, 1.0, True) == pytest.approx(0.5), "cosine at epoch 1 of 2"
 
@@ -93,7 +93,7 @@ def test_lr_used(tmp_path, capsys, dag, auto, expect):
     main(argv)
     run = last_run_dir(capsys.readouterr().out)
     row = read_csv(run / "results.csv")[0]
-    assert float(row["lr_used"]) == pytest.approx(expect, abs=1e-6), f"spec 7.9: lr_used for {dag} auto={auto}"
+    assert float(row["lr_used"]) == pytest.approx(expect, abs=1e-6), f"DESIGN.md §8.9: lr_used for {dag} auto={auto}"
     steps = read_csv(run / dag / "seed-0" / "steps.csv")
     assert float(steps[0]["lr"]) == pytest.approx(expect, abs=1e-6), "the optimizer LR equals lr_used"
 
@@ -124,7 +124,7 @@ def test_warmup_in_main(tmp_path, capsys):
     run = last_run_dir(capsys.readouterr().out)
     steps = read_csv(run / "2_02_002_0002" / "seed-0" / "steps.csv")
     per_epoch = len(steps) // 2
-    assert float(steps[per_epoch - 1]["lr"]) == pytest.approx(0.46 * 0.280566, abs=1e-6), "spec 7.9 warmup end"
+    assert float(steps[per_epoch - 1]["lr"]) == pytest.approx(0.46 * 0.280566, abs=1e-6), "DESIGN.md §8.9 warmup end"
     assert float(steps[0]["lr"]) < float(steps[per_epoch - 1]["lr"])
 
 
@@ -150,14 +150,14 @@ def test_seed_command_tiny_cifar(tmp_path, capsys):
     out = capsys.readouterr().out
     run = last_run_dir(out)
     rows = read_csv(run / "results.csv")
-    assert len(rows) == 1 and rows[0]["status"] == "ok", "spec 7.10: one results row"
-    assert float(rows[0]["lr_used"]) == pytest.approx(0.086932, abs=1e-6), "spec 7.10: lr 0.086932"
+    assert len(rows) == 1 and rows[0]["status"] == "ok", "DESIGN.md §8.10: one results row"
+    assert float(rows[0]["lr_used"]) == pytest.approx(0.086932, abs=1e-6), "DESIGN.md §8.10: lr 0.086932"
     assert (run / "summary.json").exists() and (run / "3_03_101" / "seed-0" / "checkpoint.pt").exists()
     assert "Aug" in run.name and "AutoScale" in run.name and ".Nev" in run.name
     ckpt = run / "3_03_101" / "seed-0" / "checkpoint.pt"
     assert main(["--data", str(data), "--dataset", "cifar10", "--inference", "--checkpoint", str(ckpt)]) == 0
     s = json.loads((ckpt.parent / "summary.json").read_text())
-    assert s["inference"] and 0.0 <= s["test_acc"] <= 1.0, "spec 4: --inference evaluates the checkpoint"
+    assert s["inference"] and 0.0 <= s["test_acc"] <= 1.0, "DESIGN.md §6: --inference evaluates the checkpoint"
 
 
 BAD = [
@@ -200,9 +200,9 @@ def test_bad_input_exits_2(tmp_path, capsys, extra, needle):
     with pytest.raises(SystemExit) as e:
         run_main(main, argv)
     err = capsys.readouterr().err
-    assert e.value.code == 2, f"spec 9: exit 2 expected for {extra}, got {e.value.code}: {err[-500:]}"
+    assert e.value.code == 2, f"DESIGN.md §6.4: exit 2 expected for {extra}, got {e.value.code}: {err[-500:]}"
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], f"spec 9: one line naming the fault, got {lines}"
+    assert len(lines) == 1 and needle in lines[0], f"DESIGN.md §6.4: one line naming the fault, got {lines}"
 
 
 def test_help_exits_0():
@@ -211,14 +211,14 @@ def test_help_exits_0():
     for mod in (main, lr_sweep.main, nb201_compare.main):
         with pytest.raises(SystemExit) as e:
             mod(["--help"])
-        assert e.value.code == 0, "spec 7.16: --help exits 0"
+        assert e.value.code == 0, "DESIGN.md §8.16: --help exits 0"
 
 
 @pytest.mark.slow
 def test_scripts_run_as_files_and_modules():
     for argv in (["hp_scaling/main.py", "--help"], ["-m", "hp_scaling.lr_sweep", "--help"]):
         p = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, timeout=300)
-        assert p.returncode == 0, f"house.md: {argv} must run from the repo root"
+        assert p.returncode == 0, f"{argv} must run from the repo root (DESIGN.md §6)"
     p = subprocess.run(
         [sys.executable, "-m", "hp_scaling.dags", "info", "2_22_222_2222"],
         cwd=REPO,
@@ -285,7 +285,7 @@ def test_main_resume_after_sigkill(tmp_path):
     assert len(a) == len(b) == 3
     for ra, rb in zip(a, b):
         for k in ("train_loss", "test_loss", "test_acc"):
-            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-6), f"spec 7.15: resumed {k} differs"
+            assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-6), f"DESIGN.md §8.15: resumed {k} differs"
     summary = json.loads((last_run_dir(res.stdout) / "summary.json").read_text())
     assert summary["n_ok"] == 1
 

@@ -1,4 +1,4 @@
-"""Spec 7.7 (stacked = sequential) and 7.8 (divergence masking)."""
+"""DESIGN.md §8.7 (stacked = sequential) and 7.8 (divergence masking)."""
 
 import math
 from dataclasses import dataclass
@@ -33,7 +33,7 @@ def test_stacked_equals_sequential(r, digits_all):
     slow = train_lrs(model, digits_all, LRS, steps=20, seed=0, stack="none")
     assert fast.losses.shape == (20, 3) and fast.mode == r.mode
     assert torch.allclose(fast.losses, slow.losses, rtol=1e-4, atol=1e-5), (
-        f"spec 7.7: {r.mode} per-step losses differ from nn.Module + SGD: "
+        f"DESIGN.md §8.7: {r.mode} per-step losses differ from nn.Module + SGD: "
         f"max abs diff {(fast.losses - slow.losses).abs().max():.3g}"
     )
 
@@ -60,10 +60,10 @@ def test_divergent_copy_is_masked(digits_all):
     model = DagMLP("2_22_222_2222", 64, 32, 10)
     base = train_lrs(model, digits_all, LRS, stack="bmm")
     more = train_lrs(model, digits_all, (0.01, 0.05, 64.0, 0.2), stack="bmm")
-    assert more.diverged_step[2] >= 0, "spec 7.8: lr = 64 must be marked diverged"
-    assert math.isinf(more.mean_loss[2]), "spec 6: a diverged copy's loss counts as +inf"
+    assert more.diverged_step[2] >= 0, "DESIGN.md §8.8: lr = 64 must be marked diverged"
+    assert math.isinf(more.mean_loss[2]), "DESIGN.md §5: a diverged copy's loss counts as +inf"
     assert base.diverged_step == (-1, -1, -1)
-    assert torch.equal(base.losses, more.losses[:, [0, 1, 3]]), "spec 7.8: other copies must be bit-identical"
+    assert torch.equal(base.losses, more.losses[:, [0, 1, 3]]), "DESIGN.md §8.8: other copies must be bit-identical"
 
 
 def test_bad_lrs_raise(digits_all):

@@ -1,4 +1,4 @@
-"""lr_sweep: R1 (spec 6, fast), bad input (spec 9), resume (7.15), MPI (7.14), R2 (slow)."""
+"""lr_sweep: R1 (DESIGN.md §5, fast), bad input (DESIGN.md §6.4), resume (7.15), MPI (7.14), R2 (slow)."""
 
 import csv
 import json
@@ -33,18 +33,18 @@ def read_csv(path):
 
 
 def test_grid_and_selection():
-    assert len(lr_grid(2**-8, 4, 4)) == 41 and len(lr_grid(2**-6, 2, 2)) == 15, "spec 4: grid sizes"
+    assert len(lr_grid(2**-8, 4, 4)) == 41 and len(lr_grid(2**-6, 2, 2)) == 15, "DESIGN.md §6: grid sizes"
     lrs = [0.1, 0.2, 0.4]
-    assert select_lr(lrs, [1.0, 0.5, 0.5], [1, 1, 1])[0] == 0.2, "spec 4: ties pick the smaller LR"
-    assert select_lr(lrs, [1.0, 0.5, 0.2], [1, 1, 1])[2] == "high", "spec 9: grid-edge flag"
+    assert select_lr(lrs, [1.0, 0.5, 0.5], [1, 1, 1])[0] == 0.2, "DESIGN.md §6: ties pick the smaller LR"
+    assert select_lr(lrs, [1.0, 0.5, 0.2], [1, 1, 1])[2] == "high", "DESIGN.md §6.4: grid-edge flag"
     lr, idx, _ = select_lr(lrs, [math.inf] * 3, [math.inf] * 3)
-    assert math.isnan(lr) and idx == -1, "spec 9: all diverged gives NaN"
+    assert math.isnan(lr) and idx == -1, "DESIGN.md §6.4: all diverged gives NaN"
     assert select_lr(lrs, [1, 1, 1], [2.0, 2.2, 2.4], "max_stable")[0] == 0.2, "max_stable: below ln(10)"
 
 
 def test_r2_selection_sizes():
-    assert len(random_topologies()) == 28, "spec 6 R2: 7 bins x 4 codes"
-    assert len(random_topologies(linear_only=True)) == 20, "spec 6 R2: 20 with --linear_only"
+    assert len(random_topologies()) == 28, "DESIGN.md §5.2: 7 bins x 4 codes"
+    assert len(random_topologies(linear_only=True)) == 20, "DESIGN.md §5.2: 20 with --linear_only"
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +64,14 @@ def test_r1_depth_chains(r1):
     s, found, path = r1
     lrs = [float(r["found_lr"]) for r in found]
     r3, r1_ = s["pearson_off3"], s["pearson_off1"]
-    assert r3 >= 0.9, f"spec 6 R1: r(offset 3) = {r3:.3f} must be >= 0.9 (pilot 0.974-0.995)"
-    assert lrs[-1] < lrs[0], f"spec 6 R1: LR(k=8) {lrs[-1]:.3g} must be below LR(k=0) {lrs[0]:.3g}"
+    assert r3 >= 0.9, f"DESIGN.md §5.1: r(offset 3) = {r3:.3f} must be >= 0.9 (pilot 0.974-0.995)"
+    assert lrs[-1] < lrs[0], f"DESIGN.md §5.1: LR(k=8) {lrs[-1]:.3g} must be below LR(k=0) {lrs[0]:.3g}"
     ratio = lrs[0] / lrs[-1]
-    assert 2 <= ratio <= 10, f"spec 6 R1: LR(k=0)/LR(k=8) = {ratio:.2f} must lie in [2, 10] (pilot 2.8-4.0)"
-    assert r3 >= r1_, f"spec 6 R1: r(offset 3) {r3:.3f} must be >= r(offset 1) {r1_:.3f}"
-    assert math.isfinite(s["slope_vs_S"]), "spec 6 R1: slope recorded"
+    assert 2 <= ratio <= 10, f"DESIGN.md §5.1: LR(k=0)/LR(k=8) = {ratio:.2f} must lie in [2, 10] (pilot 2.8-4.0)"
+    assert r3 >= r1_, f"DESIGN.md §5.1: r(offset 3) {r3:.3f} must be >= r(offset 1) {r1_:.3f}"
+    assert math.isfinite(s["slope_vs_S"]), "DESIGN.md §5.1: slope recorded"
     for f in ("losses.csv", "found.csv", "summary.json", "pred_vs_found.png", "loss_vs_lr.png", "config.json"):
-        assert (path / f).exists(), f"spec 4: {f} missing"
+        assert (path / f).exists(), f"DESIGN.md §6: {f} missing"
 
 
 BAD = [
@@ -91,7 +91,7 @@ def test_bad_input_exits_2(tmp_path, capsys, extra, needle):
     with pytest.raises(SystemExit) as e:
         run_main(main, ["--out", str(tmp_path), "--steps", "1", "--no_progress", *extra])
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and needle in err[0], f"spec 9: one line, exit 2; got {err}"
+    assert e.value.code == 2 and len(err) == 1 and needle in err[0], f"DESIGN.md §6.4: one line, exit 2; got {err}"
 
 
 SMALL = (
@@ -139,7 +139,7 @@ def test_resume_after_sigkill(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-1000:]
     assert (tmp_path / "cut" / "found.csv").read_text() == (tmp_path / "ref" / "found.csv").read_text(), (
-        "spec 7.15: resumed found.csv must equal an uninterrupted run"
+        "DESIGN.md §8.15: resumed found.csv must equal an uninterrupted run"
     )
 
 
@@ -160,11 +160,11 @@ def test_mpi_two_ranks_equal_one(tmp_path):
     )
     assert two.returncode == 0, two.stderr[-2000:]
     assert (tmp_path / "one" / "found.csv").read_text() == (tmp_path / "two" / "found.csv").read_text(), (
-        "spec 7.14: found.csv must not depend on the rank count"
+        "DESIGN.md §8.14: found.csv must not depend on the rank count"
     )
     a, b = read_csv(tmp_path / "one" / "losses.csv"), read_csv(tmp_path / "two" / "losses.csv")
     assert len(a) == len(b) > 0
     for ra, rb in zip(a, b):
         x, y = float(ra["mean_loss"]), float(rb["mean_loss"])
-        assert x == y or abs(x - y) <= 1e-7 * abs(x), "spec 7.14: losses within 1e-7 relative"
+        assert x == y or abs(x - y) <= 1e-7 * abs(x), "DESIGN.md §8.14: losses within 1e-7 relative"
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["n_ranks"] == 2
