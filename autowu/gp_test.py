@@ -57,6 +57,30 @@ class GPConfig:
     gp_fit_iters: int | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Validate (ValueError naming the argument) and normalise the number types, so equal settings compare equal."""
+        if not self.lengthscale > 0:
+            raise ValueError(f"lengthscale must be > 0; got {self.lengthscale}")
+        if not 0.0 < self.confidence < 1.0:
+            raise ValueError(f"confidence must lie in (0, 1); got {self.confidence}")
+        for name in ("n_preds", "fit_points", "pred_points"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if not 1 <= self.votes <= self.n_preds:
+            raise ValueError(f"votes must satisfy 1 <= votes <= n_preds ({self.n_preds}); got {self.votes}")
+        if int(self.grid_size) < 2:
+            raise ValueError(f"grid_size must be >= 2; got {self.grid_size}")
+        if self.gp_fit not in ("lbfgs", "adam"):
+            raise ValueError(f"gp_fit must be one of ['lbfgs', 'adam']; got {self.gp_fit!r}")
+        if self.gp_fit_iters is not None and int(self.gp_fit_iters) < 1:
+            raise ValueError(f"gp_fit_iters must be >= 1; got {self.gp_fit_iters}")
+        for name in ("lengthscale", "noise_floor", "var_floor", "confidence"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("fit_points", "pred_points", "n_preds", "grid_size", "votes", "seed"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.gp_fit_iters is not None:
+            object.__setattr__(self, "gp_fit_iters", int(self.gp_fit_iters))
+
     @property
     def fit_iters(self) -> int:
         if self.gp_fit_iters is not None:

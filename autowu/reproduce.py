@@ -290,6 +290,7 @@ def main(argv=None):
     summary.update(
         preset=args.preset,
         optimizer=args.optimizer,
+        epochs=args.epochs,
         seeds=seeds,
         runs=len(rows),
         seconds=round(time.time() - t0, 1),

@@ -17,11 +17,9 @@ import torch
 import torch.distributed as dist
 from torch.optim.lr_scheduler import LRScheduler
 
+from autowu.config import DecayConfig, PolicyConfig, RampConfig, resolve_settings
 from autowu.gp_test import GPConfig, GPTest
 from autowu.schedules import (
-    COOLDOWN_TYPES,
-    WARMUP_TYPES,
-    WARMUP_UNITS,
     cooldown_lr,
     cooldown_start,
     middle_lr,
@@ -34,11 +32,6 @@ __all__ = ["AutoWU", "REASONS"]
 
 REASONS = ("test", "nonfinite", "divergence", "max_warmup", "cooldown_time")
 _CONTINUE, _SWITCH, _ERROR, _REDUCE = 0, 1, 2, 3
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
 
 
 class AutoWU(LRScheduler):
@@ -76,6 +69,8 @@ class AutoWU(LRScheduler):
         reduce_loss: all-reduce the interval's losses (mean over ranks) once per test; process_group: the group.
         preserve_group_ratios: False (reference) gives every group the same LR; True keeps lr0_g / lr0_0.
         test_factory: callable GPConfig -> test object (autowu.reference.ReferenceGPTest for the reference).
+        ramp, decay, gp, policy: the same settings grouped (autowu.config RampConfig, DecayConfig, GPConfig,
+            PolicyConfig). The flat keywords above are routed to these groups and win over a group's field.
 
     Notes:
         Differences from the reference code: the immediate_cooldown default; decay_phase_factor applies per epoch
@@ -90,129 +85,68 @@ class AutoWU(LRScheduler):
         steps_per_epoch,
         total_epochs,
         *,
-        min_lr=1e-5,
-        max_lr=1.0,
-        max_warmup_fraction=0.5,
-        warmup_type="exp",
-        warmup_unit="step",
-        immediate_cooldown=True,
-        decay_phase_stat=None,
-        decay_phase_factor=1.0,
-        cooldown_fraction=0.2,
-        cooldown_type="cosine",
+        ramp: RampConfig | None = None,
+        decay: DecayConfig | None = None,
+        gp: GPConfig | None = None,
+        policy: PolicyConfig | None = None,
         device=None,
-        test_interval=None,
-        lengthscale=0.2,
-        noise_floor=1e-4,
-        var_floor=1e-4,
-        fit_points=100,
-        pred_points=500,
-        n_preds=5,
-        grid_size=500,
-        confidence=0.95,
-        votes=3,
-        patience=3,
-        seed=0,
-        gp_fit="lbfgs",
-        gp_fit_iters=None,
-        on_nonfinite="switch",
-        divergence_factor=2.0,
-        fallback_lr="ramp",
         reduce_loss=False,
         process_group=None,
         preserve_group_ratios=False,
         test_factory=None,
+        **settings,
     ):
         for name, v in (("steps_per_epoch", steps_per_epoch), ("total_epochs", total_epochs)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {v!r}")
-        if not (0 < min_lr < max_lr):
-            raise ValueError(
-                f"min_lr and max_lr must satisfy 0 < min_lr < max_lr; got min_lr={min_lr}, max_lr={max_lr}"
-            )
-        if not 0.0 <= max_warmup_fraction <= 1.0:
-            raise ValueError(f"max_warmup_fraction must lie in [0, 1]; got {max_warmup_fraction}")
-        if not 0.0 <= cooldown_fraction <= 1.0:
-            raise ValueError(f"cooldown_fraction must lie in [0, 1]; got {cooldown_fraction}")
-        _check_choice("warmup_type", warmup_type, WARMUP_TYPES)
-        _check_choice("warmup_unit", warmup_unit, WARMUP_UNITS)
-        _check_choice("cooldown_type", cooldown_type, COOLDOWN_TYPES)
-        _check_choice("decay_phase_stat", decay_phase_stat, (None, "loss"))
-        _check_choice("gp_fit", gp_fit, ("lbfgs", "adam"))
-        _check_choice("on_nonfinite", on_nonfinite, ("switch", "ignore", "raise"))
-        _check_choice("fallback_lr", fallback_lr, ("ramp", "argmin"))
-        if not 0.0 < decay_phase_factor <= 1.0:
-            raise ValueError(f"decay_phase_factor must lie in (0, 1]; got {decay_phase_factor}")
-        if not 0.0 < confidence < 1.0:
-            raise ValueError(f"confidence must lie in (0, 1); got {confidence}")
-        for name, v in (("n_preds", n_preds), ("fit_points", fit_points), ("pred_points", pred_points)):
-            if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1; got {v}")
-        if not 1 <= votes <= n_preds:
-            raise ValueError(f"votes must satisfy 1 <= votes <= n_preds ({n_preds}); got {votes}")
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1; got {patience}")
-        if not lengthscale > 0:
-            raise ValueError(f"lengthscale must be > 0; got {lengthscale}")
-        if int(grid_size) < 2:
-            raise ValueError(f"grid_size must be >= 2; got {grid_size}")
-        if test_interval is not None and int(test_interval) < 1:
-            raise ValueError(f"test_interval must be >= 1; got {test_interval}")
-        if divergence_factor is not None and not divergence_factor > 0:
-            raise ValueError(f"divergence_factor must be > 0 or None; got {divergence_factor}")
-        if gp_fit_iters is not None and int(gp_fit_iters) < 1:
-            raise ValueError(f"gp_fit_iters must be >= 1; got {gp_fit_iters}")
-
+        cfg = resolve_settings({"ramp": ramp, "decay": decay, "gp": gp, "policy": policy}, settings)
+        self.ramp_config, self.decay_config, self.gp_config, self.policy_config = cfg
         S, E = int(steps_per_epoch), int(total_epochs)
         self.steps_per_epoch, self.total_epochs, self.total_steps = S, E, S * E
-        self.min_lr, self.max_lr = float(min_lr), float(max_lr)
-        self.max_warmup_fraction = float(max_warmup_fraction)
+        r, d, p = cfg.ramp, cfg.decay, cfg.policy
+        self.min_lr, self.max_lr, self.max_warmup_fraction = r.min_lr, r.max_lr, r.max_warmup_fraction
         self.warmup = warmup_steps(self.total_steps, self.max_warmup_fraction)
         self.warmup_epochs = max(int(math.floor(self.max_warmup_fraction * E + 1e-9)), 1)
-        self.warmup_type, self.warmup_unit = warmup_type, warmup_unit
-        self.immediate_cooldown = bool(immediate_cooldown)
-        self.decay_phase_stat, self.decay_phase_factor = decay_phase_stat, float(decay_phase_factor)
-        self.cooldown_fraction, self.cooldown_type = float(cooldown_fraction), cooldown_type
-        self.test_interval = int(test_interval) if test_interval is not None else S
-        self.patience = int(patience)
-        self.on_nonfinite = on_nonfinite
-        self.divergence_factor = None if divergence_factor is None else float(divergence_factor)
-        self.fallback_lr, self.reduce_loss, self.process_group = fallback_lr, bool(reduce_loss), process_group
+        self.warmup_type, self.warmup_unit = r.warmup_type, r.warmup_unit
+        self.immediate_cooldown = d.immediate_cooldown
+        self.decay_phase_stat, self.decay_phase_factor = d.decay_phase_stat, d.decay_phase_factor
+        self.cooldown_fraction, self.cooldown_type = d.cooldown_fraction, d.cooldown_type
+        self.fallback_lr = d.fallback_lr
+        self.test_interval = p.test_interval if p.test_interval is not None else S
+        self.patience, self.on_nonfinite, self.divergence_factor = p.patience, p.on_nonfinite, p.divergence_factor
+        self.reduce_loss, self.process_group = bool(reduce_loss), process_group
         self.preserve_group_ratios = bool(preserve_group_ratios)
         self._device = torch.device(device) if device is not None else None
-        self.gp_config = GPConfig(
-            lengthscale=float(lengthscale),
-            noise_floor=float(noise_floor),
-            var_floor=float(var_floor),
-            fit_points=int(fit_points),
-            pred_points=int(pred_points),
-            n_preds=int(n_preds),
-            grid_size=int(grid_size),
-            confidence=float(confidence),
-            votes=int(votes),
-            gp_fit=gp_fit,
-            gp_fit_iters=None if gp_fit_iters is None else int(gp_fit_iters),
-            seed=int(seed),
-        )
         self._test = (test_factory or GPTest)(self.gp_config)
 
-        # group ratios (set before super().__init__, which takes the first step)
+        self._ratios = self._group_ratios(optimizer)  # before super().__init__, which takes the first step
+        self._reset_state()
+        self._cur_lr = self.min_lr
+        self._initializing = True
+        super().__init__(optimizer)
+        self._initializing = False
+        if self.warmup == 0:  # f_w = 0: decay from eta_max at once
+            self._switch(0, self.max_lr, "max_warmup", peak=self.max_lr)
+            self._apply_lr(1)
+
+    def _group_ratios(self, optimizer) -> list[float]:
+        """LR multipliers per param group: all 1 (the reference; warns if initial LRs differ), or lr0_g / lr0_0."""
         lr0 = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
         if self.preserve_group_ratios:
             if lr0[0] <= 0:
                 raise ValueError(f"preserve_group_ratios needs a positive lr in group 0; got {lr0[0]}")
-            self._ratios = [v / lr0[0] for v in lr0]
-        else:
-            if len(set(lr0)) > 1:
-                warnings.warn(
-                    f"AutoWU gives all {len(lr0)} param groups one LR (initial LRs {lr0} differ); "
-                    "pass preserve_group_ratios=True to keep their ratios",
-                    UserWarning,
-                    stacklevel=2,
-                )
-            self._ratios = [1.0] * len(lr0)
+            return [v / lr0[0] for v in lr0]
+        if len(set(lr0)) > 1:
+            warnings.warn(
+                f"AutoWU gives all {len(lr0)} param groups one LR (initial LRs {lr0} differ); "
+                "pass preserve_group_ratios=True to keep their ratios",
+                UserWarning,
+                stacklevel=3,
+            )
+        return [1.0] * len(lr0)
 
-        # anchors and state
+    def _reset_state(self) -> None:
+        """Anchors, buffers, verdicts and logs of a fresh run (everything state_dict saves)."""
         self._phase = "warmup"
         self._t_sw = self._eta_sw = self._t0 = self._eta0 = self._eta_c = self._peak = None
         self._reason = None
@@ -228,13 +162,6 @@ class AutoWU(LRScheduler):
         self._last_estimate = None
         self._warned_past_end = False
         self._plateau = {"best": math.inf, "bad_epochs": 0, "reductions": 0}
-        self._cur_lr = self.min_lr
-        self._initializing = True
-        super().__init__(optimizer)
-        self._initializing = False
-        if self.warmup == 0:  # f_w = 0: decay from eta_max at once
-            self._switch(0, self.max_lr, "max_warmup", peak=self.max_lr)
-            self._apply_lr(1)
 
     # ---- read-only state ---------------------------------------------------------------------------------------
     phase = property(lambda self: self._phase, doc="'warmup', 'decay' (middle phase) or 'final' (cosine).")

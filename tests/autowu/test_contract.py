@@ -195,3 +195,30 @@ def test_optimizers_apply_the_lr(name):
         expected = sched.lr_at(step + 2)
         assert abs(float(lr) - expected) <= 1e-6 * expected, f"DESIGN.md §7.14: {name} holds lr_{step + 2}"
     assert sched.last_epoch == 10
+
+
+def test_grouped_settings_equal_flat_keywords():
+    """DESIGN.md §3.3: config groups and flat keywords build the same scheduler; a flat keyword wins."""
+    from autowu import DecayConfig, GPConfig, PolicyConfig, RampConfig
+
+    flat = {"min_lr": 1e-4, "immediate_cooldown": False, "votes": 2, "patience": 2, "cooldown_fraction": 0.3}
+    _, a = make_sched(**flat)
+    _, b = make_sched(
+        ramp=RampConfig(min_lr=1e-4),
+        decay=DecayConfig(immediate_cooldown=False, cooldown_fraction=0.3),
+        gp=GPConfig(votes=2),
+        policy=PolicyConfig(patience=2),
+    )
+    assert a.state_dict()["config"] == b.state_dict()["config"]
+    _, c = make_sched(gp=GPConfig(votes=2, confidence=0.9), votes=4)
+    assert c.gp_config.votes == 4 and c.gp_config.confidence == 0.9
+    assert (c.ramp_config, c.decay_config, c.policy_config) == (RampConfig(), DecayConfig(), PolicyConfig())
+
+
+def test_unknown_keyword_and_wrong_group_type():
+    with pytest.raises(TypeError, match="warmup_epochs"):
+        make_sched(warmup_epochs=3)
+    from autowu import GPConfig
+
+    with pytest.raises(TypeError, match="RampConfig"):
+        make_sched(ramp=GPConfig())
