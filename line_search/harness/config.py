@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from common.cli import MissingInputError, UsageError
+from common.config import read_ini
 from line_search.harness.data import IMG_DATASETS, NLP_DATASETS
 from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
 
@@ -68,26 +69,24 @@ MODELS = ("mlp", "cnn", "resnet18", "resnet34", "resnet50", "bert_tiny", "bert")
 
 
 def read_config(path: str | Path) -> tuple[dict[str, Any], str]:
-    """Read an INI ([DEFAULT]) or JSON (flat or {"DEFAULT": {...}}) config; returns (raw dict, text)."""
+    """Read an INI ([DEFAULT], through common.config.read_ini) or JSON (flat or {"DEFAULT": {...}}) config.
+
+    Returns (raw dict with lower-case keys, file text). Missing file: MissingInputError; unreadable: UsageError.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"config file not found: {path}")
     text = path.read_text()
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        if isinstance(raw.get("DEFAULT"), dict):
-            raw = raw["DEFAULT"]
-    else:
-        parser = configparser.ConfigParser()
-        try:
-            parser.read_string(text)
-        except configparser.Error as exc:
-            raise UsageError(f"{path}: not an INI file with a [DEFAULT] section ({type(exc).__name__})") from None
-        raw = dict(parser["DEFAULT"])
+    if not text.lstrip().startswith("{"):
+        return read_ini(path), text
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: a JSON config must be an object of key: value pairs")
+    if isinstance(raw.get("DEFAULT"), dict):
+        raw = raw["DEFAULT"]
     return {str(k).lower(): v for k, v in raw.items()}, text
 
 
