@@ -9,9 +9,11 @@ or `extract_best` (write the lrs/ tables from finished searches). One process wi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from common.cli import ArgumentParser, device_arg, nonneg_int, positive_float, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, device_arg, nonneg_int, positive_float, positive_int, run_main
 
 DEVICE_HELP = "auto | cpu | cuda | cuda:N (auto: rank r uses cuda:(local_rank mod #GPUs) when CUDA exists)"
 
@@ -128,12 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg.validate()
     if args.mode == "nn":
         cfg.device = _device(args.device)
-    from forward_grad.lr_search.search import run_search
-
-    result = run_search(cfg)
     from mpi4py import MPI
 
-    if MPI.COMM_WORLD.rank == 0:
+    from forward_grad.lr_search.search import SearchFailedError, run_search
+
+    rank = MPI.COMM_WORLD.rank
+    try:
+        result = run_search(cfg)
+    except UsageError:
+        if rank != 0:  # rank 0 reports it (one line); the other ranks exit with the same status silently
+            return 2
+        raise
+    except SearchFailedError as exc:
+        if rank == 0:
+            print(f"{Path(sys.argv[0]).name}: search failed: {exc} (run dir: {cfg.run_dir})", file=sys.stderr)
+        return 1
+    if rank == 0:
         print(
             f"best lr {result.best_lr:.4g} (lr_log10 {result.best_lr_log10:.3f}), loss {result.best_loss:.4g}; "
             f"{result.population} evaluations, {result.evaluated} run now"

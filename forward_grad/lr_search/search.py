@@ -35,7 +35,16 @@ from forward_grad.function_optimization import descend, get_function
 from forward_grad.function_optimization.optimize import Approach
 from forward_grad.lr_search.pruning import BaselinePruner
 
-__all__ = ["SearchConfig", "SearchResult", "task_label", "run_search", "load_population", "validate_checkpoint"]
+__all__ = [
+    "SearchConfig",
+    "SearchFailedError",
+    "SearchResult",
+    "load_population",
+    "preflight",
+    "run_search",
+    "task_label",
+    "validate_checkpoint",
+]
 
 CKPT = "island_0_ckpt.pickle"
 EVAL_FIELDS = ["time", "rank", "generation", "lr_log10", "lr", "loss", "status", "steps", "eval_seconds"]
@@ -319,10 +328,11 @@ def _math_steps(cfg: SearchConfig, lr: float):
     )
 
 
-def _nn_epochs(cfg: SearchConfig, lr: float):
-    from forward_grad.nn_training.trainer import TrainConfig, Trainer
+def train_config(cfg: SearchConfig, lr: float):
+    """The nn_training TrainConfig of one evaluation at learning rate lr (init/data order --seed, tangents +1)."""
+    from forward_grad.nn_training.trainer import TrainConfig
 
-    tc = TrainConfig(
+    return TrainConfig(
         dataset=cfg.dataset,
         model=cfg.model,
         model_width=cfg.model_width or 1024,
@@ -339,12 +349,39 @@ def _nn_epochs(cfg: SearchConfig, lr: float):
         device=cfg.device,
         data_root=cfg.data_root,
     )
-    trainer = Trainer(tc)
+
+
+def _nn_epochs(cfg: SearchConfig, lr: float):
+    from forward_grad.nn_training.trainer import Trainer
+
+    trainer = Trainer(train_config(cfg, lr))
     for row in trainer.run():
         if row["epoch"] == 0:
             continue
         reason = row.get("stop_reason")
         yield row["epoch"], row["val_loss"], None if reason == "max_epochs" else reason
+
+
+def preflight(cfg: SearchConfig) -> None:
+    """Build once what every evaluation builds, so inputs that would fail every evaluation stop the search first.
+
+    math: the function and one descent step; nn: the data splits, the model and the estimator (a Trainer at the
+    lower LR limit). A missing dataset stays a MissingInputError; any other failure of building from the given
+    settings becomes a UsageError naming them (the search would otherwise record it once per evaluation).
+    """
+    lr = 10.0 ** cfg.limits[0]
+    try:
+        if cfg.mode == "math":
+            next(iter(_math_steps(cfg, lr)), None)
+        else:
+            from forward_grad.nn_training.trainer import Trainer
+
+            Trainer(train_config(cfg, lr))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as bad settings, each evaluation would fail the same way
+        what = f"{cfg.function} n={cfg.n}" if cfg.mode == "math" else f"--model {cfg.model} on --dataset {cfg.dataset}"
+        raise UsageError(f"cannot evaluate {what}: {type(exc).__name__}: {exc}") from exc
 
 
 def make_loss_fn(cfg: SearchConfig, recorder: _Recorder, steps_fn=None):
@@ -447,102 +484,140 @@ def best_individual(population):
     return min(finite, key=lambda ind: float(ind.loss)) if finite else None
 
 
-def run_search(cfg: SearchConfig, steps_fn=None) -> SearchResult:
-    """Run (or resume) the search of cfg; all ranks return the same result, rank 0 writes the files."""
-    cfg.validate()
-    from mpi4py import MPI
+class SearchFailedError(RuntimeError):
+    """No evaluation of the search ended with a finite loss (every one raised, diverged or was non-finite)."""
+
+
+def _prepare(cfg: SearchConfig, comm, steps_fn) -> list:
+    """Rank 0: check that evaluations can run at all, clear or validate the checkpoint, write config.json; every
+    rank gets the checkpointed population. A failed check raises the same UsageError on every rank."""
+    population, error = None, None
+    if comm.rank == 0:
+        try:
+            if steps_fn is None:  # a custom steps_fn is a test hook with its own failures
+                preflight(cfg)
+        except UsageError as exc:
+            error = exc
+        else:
+            population = _open_run_dir(cfg, comm.size)
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return comm.bcast(population, root=0)
+
+
+def _open_run_dir(cfg: SearchConfig, ranks: int) -> list:
+    run_dir, ckpt_dir = cfg.run_dir, cfg.run_dir / "checkpoints"
+    if cfg.delete_old_checkpoints and run_dir.exists():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        for old in run_dir.glob("evaluations.r*.jsonl"):
+            old.unlink()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    population = validate_checkpoint(ckpt_dir)
+    (run_dir / "config.json").write_text(
+        json.dumps({**asdict(cfg), "label": task_label(cfg), "ranks": ranks}, indent=2)
+    )
+    return population
+
+
+def _propulate(cfg: SearchConfig, population: list, per_rank: int, comm, steps_fn) -> list:
+    """Run per_rank more generations on every rank with propulate (default propagator, pruning surrogate)."""
     from propulate import get_default_propagator
 
     from common.runs import progress
 
+    rank = comm.rank
+    rng = random.Random(cfg.seed + rank)
+    limits = {"lr_log10": (float(cfg.limits[0]), float(cfg.limits[1]))}
+    propagator = get_default_propagator(cfg.population_size, limits, 0.7, 0.4, 0.1, 0.05, rng=rng)
+    factory = None
+    if cfg.surrogate_margin > 0:
+        factory = _surrogate_factory(dict(margin=cfg.surrogate_margin, patience=cfg.surrogate_patience,
+                                          max_steps=cfg.steps_budget, fstar=cfg.fstar))  # fmt: skip
+    bar = progress(total=per_rank, desc=f"evaluations (rank 0 of {comm.size})", disable=cfg.no_progress or rank != 0)
+    loss_fn = make_loss_fn(cfg, _Recorder(cfg.run_dir, rank, bar), steps_fn)
+    cls, _ = _propulator_class()
+    own = [ind.generation for ind in population if ind.rank == rank]
+    first = max(own) + 1 if own else 0
+    prop = cls(loss_fn, propagator, rng=rng, island_comm=comm, propulate_comm=comm, generations=first + per_rank,
+               checkpoint_path=cfg.run_dir / "checkpoints", population=population,
+               surrogate_factory=factory)  # fmt: skip
+    prop.propulate(logging_interval=1)
+    prop.island_comm.wait_all()
+    prop.summarize(top_n=min(2, len(prop._get_unique_individuals())), debug=1)
+    bar.close()
+    return prop.population
+
+
+def _failure_reason(counts: dict, run_dir: Path) -> str:
+    """Why a search without a finite loss has nothing to pick (status counts and the first recorded error)."""
+    reason = f"no evaluation ended with a finite loss ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
+    failed = run_dir / "failed_evaluations.jsonl"
+    if failed.exists():
+        lines = [ln for ln in failed.read_text().splitlines() if ln.strip()]
+        if lines:
+            reason += f"; first error: {json.loads(lines[0])['error']} (all in {failed})"
+    return reason
+
+
+def run_search(cfg: SearchConfig, steps_fn=None) -> SearchResult:
+    """Run (or resume) the search of cfg; all ranks return the same result, rank 0 writes the files.
+
+    Raises UsageError (on every rank) before the search when its settings cannot be evaluated (preflight), and
+    SearchFailedError (on every rank, after summary.json is written) when no evaluation ended with a finite loss.
+    """
+    cfg.validate()
+    from mpi4py import MPI
+
     comm = MPI.COMM_WORLD
-    rank, size = comm.rank, comm.size
-    label = task_label(cfg)
-    run_dir = cfg.run_dir
-    ckpt_dir = run_dir / "checkpoints"
-    population = None
-    if rank == 0:
-        if cfg.delete_old_checkpoints and run_dir.exists():
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-            for old in run_dir.glob("evaluations.r*.jsonl"):
-                old.unlink()
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        population = validate_checkpoint(ckpt_dir)
-        (run_dir / "config.json").write_text(json.dumps({**asdict(cfg), "label": label, "ranks": size}, indent=2))
-    population = comm.bcast(population, root=0)
+    population = _prepare(cfg, comm, steps_fn)
     torch.set_num_threads(_threads_per_rank(comm, MPI))
-    _configure_logging(run_dir, cfg.log_level, rank)
+    _configure_logging(cfg.run_dir, cfg.log_level, comm.rank)
     remaining = max(0, cfg.num_evaluations - len(population))
-    per_rank = math.ceil(remaining / size)
+    per_rank = math.ceil(remaining / comm.size)
     start = time.time()
     if per_rank > 0:
-        rng = random.Random(cfg.seed + rank)
-        lo, hi = cfg.limits
-        limits = {"lr_log10": (float(lo), float(hi))}
-        propagator = get_default_propagator(cfg.population_size, limits, 0.7, 0.4, 0.1, 0.05, rng=rng)
-        factory = None
-        if cfg.surrogate_margin > 0:
-            args = dict(
-                margin=cfg.surrogate_margin,
-                patience=cfg.surrogate_patience,
-                max_steps=cfg.steps_budget,
-                fstar=cfg.fstar,
-            )
-            factory = _surrogate_factory(args)
-        bar = progress(total=per_rank, desc=f"evaluations (rank 0 of {size})", disable=cfg.no_progress or rank != 0)
-        loss_fn = make_loss_fn(cfg, _Recorder(run_dir, rank, bar), steps_fn)
-        cls, _ = _propulator_class()
-        own = [ind.generation for ind in population if ind.rank == rank]
-        first = max(own) + 1 if own else 0
-        prop = cls(
-            loss_fn,
-            propagator,
-            rng=rng,
-            island_comm=comm,
-            propulate_comm=comm,
-            generations=first + per_rank,
-            checkpoint_path=ckpt_dir,
-            population=population,
-            surrogate_factory=factory,
-        )
-        prop.propulate(logging_interval=1)
-        prop.island_comm.wait_all()
-        prop.summarize(top_n=min(2, len(prop._get_unique_individuals())), debug=1)
-        bar.close()
-        population = prop.population
+        population = _propulate(cfg, population, per_rank, comm, steps_fn)
     population = comm.bcast(population, root=0)  # every rank reports rank 0's (synchronized) population
     best = best_individual(population)
-    best_lr_log10 = float(best["lr_log10"]) if best is not None else math.nan
-    best_loss = float(best.loss) if best is not None else math.inf
-    rows = []
-    if rank == 0:
-        rows = _merge_rows(run_dir)
-        _plot(run_dir, population, label)
     counts = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    if comm.rank == 0:
+        for row in _merge_rows(cfg.run_dir):
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+        _plot(cfg.run_dir, population, task_label(cfg))
     counts = comm.bcast(counts, root=0)
+    failure = _failure_reason(counts, cfg.run_dir) if best is None and comm.rank == 0 else None
+    failure = comm.bcast(failure, root=0)
+    best_lr_log10 = float(best["lr_log10"]) if best is not None else math.nan
     result = SearchResult(
-        run_dir=run_dir,
+        run_dir=cfg.run_dir,
         best_lr=10**best_lr_log10,
         best_lr_log10=best_lr_log10,
-        best_loss=best_loss,
-        evaluated=min(remaining, per_rank * size),
+        best_loss=float(best.loss) if best is not None else math.inf,
+        evaluated=min(remaining, per_rank * comm.size),
         population=len(population),
         status_counts=counts,
     )
-    if rank == 0:
-        summary = {
-            "label": label,
-            "ranks": size,
-            "num_evaluations": len(population),
-            "evaluated_this_run": result.evaluated,
-            "best_lr": result.best_lr,
-            "best_lr_log10": best_lr_log10,
-            "best_loss": best_loss if math.isfinite(best_loss) else "inf",
-            "wall_seconds": round(time.time() - start, 3),
-            "status_counts": counts,
-        }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if comm.rank == 0:
+        _write_summary(cfg, result, comm.size, time.time() - start, failure)
     comm.barrier()
+    if failure is not None:
+        raise SearchFailedError(failure)
     return result
+
+
+def _write_summary(cfg: SearchConfig, result: SearchResult, ranks: int, seconds: float, failure: str | None) -> None:
+    summary = {
+        "label": task_label(cfg),
+        "ranks": ranks,
+        "num_evaluations": result.population,
+        "evaluated_this_run": result.evaluated,
+        "best_lr": result.best_lr,
+        "best_lr_log10": result.best_lr_log10,
+        "best_loss": result.best_loss if math.isfinite(result.best_loss) else "inf",
+        "wall_seconds": round(seconds, 3),
+        "status_counts": result.status_counts,
+    }
+    if failure is not None:
+        summary["failed"] = failure
+    (cfg.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -46,7 +46,9 @@ def _load(name: str, split: str, root: str):
     try:
         return as_tensors(get_dataset(name, split, root=root))
     except DatasetNotFoundError as exc:
-        raise DatasetNotFoundError(f"{str(exc).splitlines()[0]} (or use --dataset mnist5k, bundled offline)") from None
+        first = str(exc).splitlines()[0]
+        hint = "" if "mnist5k" in first else " (or use --dataset mnist5k, bundled offline)"
+        raise DatasetNotFoundError(first + hint) from None
 
 
 def load_splits(name: str, root: str = "data", no_val_set: bool = False) -> Splits:

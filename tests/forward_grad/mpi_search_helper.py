@@ -7,7 +7,7 @@ import sys
 
 from mpi4py import MPI
 
-from forward_grad.lr_search.search import SearchConfig, _math_steps, run_search
+from forward_grad.lr_search.search import SearchConfig, SearchFailedError, _math_steps, run_search
 
 
 def steps(cfg, lr):
@@ -17,11 +17,20 @@ def steps(cfg, lr):
     yield from _math_steps(cfg, lr)
 
 
+def always_fails(cfg, lr):
+    raise RuntimeError(f"every evaluation fails (rank {MPI.COMM_WORLD.rank})")
+    yield  # pragma: no cover - a generator
+
+
 if __name__ == "__main__":
     root, evaluations = sys.argv[1], int(sys.argv[2])
-    fail = sys.argv[3] == "fail" if len(sys.argv) > 3 else False
+    mode = sys.argv[3] if len(sys.argv) > 3 else ""
     cfg = SearchConfig(mode="math", function="sphere", n=16, gradient="fg-mean", k=1, num_evaluations=evaluations,
                        max_steps=60, search_root=root, no_progress=True, limits=(-4.0, 0.0))  # fmt: skip
-    res = run_search(cfg, steps if fail else None)
+    try:
+        res = run_search(cfg, {"fail": steps, "allfail": always_fails}.get(mode))
+    except SearchFailedError as exc:
+        print(json.dumps({"rank": MPI.COMM_WORLD.rank, "failed": str(exc)}), flush=True)
+        sys.exit(1)
     print(json.dumps({"rank": MPI.COMM_WORLD.rank, "best_lr": res.best_lr, "population": res.population,
                       "evaluated": res.evaluated}), flush=True)  # fmt: skip

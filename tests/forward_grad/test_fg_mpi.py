@@ -27,10 +27,10 @@ def _population(root: Path):
         return None
 
 
-def _run(mpirun, root, evaluations, *extra, timeout=400):
+def _run(mpirun, root, evaluations, *extra, timeout=400, returncode=0):
     cmd = [*mpirun, "-n", "2", sys.executable, str(HELPER), str(root), str(evaluations), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == returncode, proc.stderr[-2000:]
     return [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
 
 
@@ -89,3 +89,21 @@ def test_sweep_on_two_ranks_with_long_baselines(mpirun, tmp_path):
         rows = {r["gradient_approach"]: r for r in csv.DictReader(handle)}
     assert set(rows) == {"bp", "fg-mean"} and all(r["num_evaluations"] == "100" for r in rows.values())
     assert abs(float(rows["fg-mean"]["lr"]) / 7.68e-3 - 1) <= 0.25, f"E4: {rows['fg-mean']['lr']} vs 7.68e-3"
+
+
+@pytest.mark.mpi
+def test_search_that_cannot_succeed_is_not_a_success(mpirun, tmp_path):
+    """DESIGN.md §5.4: on 2 ranks, missing data is one line and exit 2 before any evaluation; a search in which every
+    evaluation fails exits non-zero on every rank and says why."""
+    script = Path(__file__).resolve().parents[2] / "forward_grad" / "lr_search" / "propulate_search.py"
+    args = ["--search_root", str(tmp_path), "--num_evaluations", "4", "nn", "--model", "fc", "--dataset", "mnist",
+            "--device", "cpu", "--data_root", str(tmp_path / "nodata")]  # fmt: skip
+    cmd = [*mpirun, "-n", "2", sys.executable, str(script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    ours = [ln for ln in proc.stderr.splitlines() if ln.startswith("propulate_search.py")]
+    assert proc.returncode == 2 and len(ours) == 1 and "MNIST" in ours[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("evaluations.csv"))
+    reports = _run(mpirun, tmp_path, 4, "allfail", returncode=1)
+    assert len(reports) == 2 and all("no evaluation ended with a finite loss (error 4)" in r["failed"] for r in reports)
+    summary = json.loads((tmp_path / LABEL / "summary.json").read_text())
+    assert summary["best_loss"] == "inf" and "every evaluation fails" in summary["failed"]

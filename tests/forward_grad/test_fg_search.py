@@ -8,10 +8,18 @@ import pickle
 
 import pytest
 
+from common.cli import MissingInputError, UsageError
 from forward_grad.lr_search.extract import extract_best, pick_lr
 from forward_grad.lr_search.get_best_lr import get_math_lr, get_nn_lr
 from forward_grad.lr_search.pruning import BaselinePruner
-from forward_grad.lr_search.search import SearchConfig, _Recorder, make_loss_fn, run_search
+from forward_grad.lr_search.search import (
+    SearchConfig,
+    SearchFailedError,
+    _Recorder,
+    make_loss_fn,
+    preflight,
+    run_search,
+)
 
 
 def _feed(pruner, series):
@@ -215,3 +223,54 @@ def test_sweep_grids_cover_the_tables():
     assert grid_cells("math", ["rosenbrock"], [16], ["frog:16"]) == [("rosenbrock", 16, "frog:16", "normal")]
     with pytest.raises(ValueError):
         grid_cells("math", approaches=["adam"])
+
+
+def test_preflight_stops_a_search_that_cannot_evaluate(tmp_path):
+    """Issue 13.1: missing data or unbuildable model settings are one UsageError before propulate starts (no run
+    dir, no evaluation), not a search whose every evaluation lands in failed_evaluations.jsonl."""
+    base = dict(mode="nn", model="fc", model_width=16, epochs=1, num_evaluations=4, search_root=str(tmp_path),
+                no_progress=True, device="cpu")  # fmt: skip
+    with pytest.raises(MissingInputError, match="MNIST"):
+        run_search(SearchConfig(dataset="mnist", data_root=str(tmp_path / "nodata"), **base))
+    bad_vit = {**base, "model": "vit", "model_kw": {"no_such_argument": 1}}
+    with pytest.raises(UsageError, match="cannot evaluate --model vit on --dataset digits: TypeError"):
+        run_search(SearchConfig(dataset="digits", **bad_vit))
+    assert not list(tmp_path.rglob("evaluations.csv")) and not list(tmp_path.rglob("checkpoints"))
+    preflight(SearchConfig(dataset="digits", **base))  # buildable settings pass
+
+
+def test_search_where_every_evaluation_fails_raises(tmp_path):
+    """Issue 13.1: no finite loss at all is SearchFailedError naming why (after summary.json records it)."""
+
+    def broken(cfg, lr):
+        raise RuntimeError(f"broken evaluation at lr {lr:.3g}")
+        yield  # pragma: no cover - makes this a generator
+
+    cfg = SearchConfig(mode="math", function="sphere", n=4, gradient="fg-mean", k=1, num_evaluations=3, max_steps=5,
+                       search_root=str(tmp_path), no_progress=True)  # fmt: skip
+    with pytest.raises(SearchFailedError, match=r"no evaluation ended with a finite loss \(error 3\).*broken eval"):
+        run_search(cfg, broken)
+    summary = json.loads((cfg.run_dir / "summary.json").read_text())
+    assert summary["best_loss"] == "inf" and "error 3" in summary["failed"]
+
+    def diverging(cfg, lr):
+        yield 1, math.nan, None
+
+    cfg.name, cfg.num_evaluations = "nonfinite", 2
+    with pytest.raises(SearchFailedError, match=r"\(nonfinite 2\)"):
+        run_search(cfg, diverging)
+
+
+def test_search_with_one_finite_evaluation_succeeds(tmp_path):
+    """The failure rule needs *every* evaluation to fail: one finite loss is a result."""
+
+    def one_good(cfg, lr):
+        one_good.calls = getattr(one_good, "calls", 0) + 1
+        if one_good.calls > 1:
+            raise RuntimeError("later evaluations fail")
+        yield 1, 0.5, "max_steps"
+
+    cfg = SearchConfig(mode="math", function="sphere", n=4, num_evaluations=3, max_steps=5,
+                       search_root=str(tmp_path), no_progress=True)  # fmt: skip
+    res = run_search(cfg, one_good)
+    assert res.best_loss == 0.5 and res.status_counts == {"ok": 1, "error": 2}
