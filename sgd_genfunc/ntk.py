@@ -91,6 +91,9 @@ def empirical_ntk(
     K = torch.empty(N1, N2, dtype=dtype, device=x1.device)
     itemsize = torch.finfo(dtype).bits // 8
     keep_j2 = N2 * n_params * itemsize <= max_jacobian_bytes
+    if same and not keep_j2:
+        _symmetric_recompute(model, params, x1, chunk_size, K)
+        return K
     J2 = _jacobian_rows(model, params, x2) if keep_j2 else None
     for i in range(0, N1, chunk_size):
         Ji = _jacobian_rows(model, params, x1[i : i + chunk_size])
@@ -98,12 +101,30 @@ def empirical_ntk(
             K[i : i + chunk_size] = Ji @ J2.T
             continue
         for j in range(0, N2, chunk_size):
-            if same and j < i:
-                K[i : i + chunk_size, j : j + chunk_size] = K[j : j + chunk_size, i : i + chunk_size].T
-                continue
-            Jj = Ji if (same and j == i) else _jacobian_rows(model, params, x2[j : j + chunk_size])
-            K[i : i + chunk_size, j : j + chunk_size] = Ji @ Jj.T
+            K[i : i + chunk_size, j : j + chunk_size] = Ji @ _jacobian_rows(model, params, x2[j : j + chunk_size]).T
     return K
+
+
+def _symmetric_recompute(model: nn.Module, params: dict, x: torch.Tensor, chunk_size: int, K: torch.Tensor) -> None:
+    """K = J J^T with two chunk Jacobians in memory, each block computed once and mirrored.
+
+    The chunk loaded last becomes the next pivot (it is already in memory), so the n chunks cost 1 + n(n-1)/2
+    Jacobian evaluations instead of n + n(n-1)/2 for a fixed row order.
+    """
+    starts = list(range(0, x.shape[0], chunk_size))
+    blocks = {s: slice(s, s + chunk_size) for s in starts}
+    pivot, todo = starts[0], starts[1:]
+    Jp = _jacobian_rows(model, params, x[blocks[pivot]])
+    while True:
+        K[blocks[pivot], blocks[pivot]] = Jp @ Jp.T
+        if not todo:
+            return
+        for s in todo:
+            Jj = None  # release the previous chunk first: at most two chunk Jacobians are alive
+            Jj = _jacobian_rows(model, params, x[blocks[s]])
+            K[blocks[pivot], blocks[s]] = Jp @ Jj.T
+            K[blocks[s], blocks[pivot]] = K[blocks[pivot], blocks[s]].T
+        pivot, todo, Jp = todo[-1], todo[:-1], Jj
 
 
 def ntk_relu_infinite(X: torch.Tensor) -> torch.Tensor:
