@@ -1,7 +1,10 @@
-"""common.checkpoint: atomic writes, RNG snapshots that replay bit-exactly."""
+"""common.checkpoint: atomic writes, plain data only (a crafted file runs nothing), RNG snapshots that replay."""
 
 from __future__ import annotations
 
+import argparse
+import collections
+import pickle
 import random
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 import torch
 
 from common.checkpoint import CHECKPOINT_VERSION, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from common.cli import MissingInputError
+from common.cli import MissingInputError, UsageError
 
 
 def test_round_trip_keeps_version_and_values(tmp_path: Path) -> None:
@@ -29,15 +32,17 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nope.pt")
 
 
-def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save_checkpoint(tmp_path / "ck.pt", {"step": 1})
 
-    class Unpicklable:
-        def __reduce__(self):
-            raise RuntimeError("cannot pickle")
+    def crash(obj, handle) -> None:
+        handle.write(b"half a file")
+        raise OSError("disk full")
 
-    with pytest.raises(RuntimeError, match="cannot pickle"):
-        save_checkpoint(path, {"step": 2, "bad": Unpicklable()})
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
 
@@ -54,3 +59,129 @@ def test_rng_state_replays_python_numpy_and_torch(tmp_path: Path) -> None:
     set_rng_state(load_checkpoint(path)["rng"])
     got = (random.random(), np.random.rand(), torch.rand(3))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+class _Payload:
+    """Unpickling this runs code: it writes a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+def test_crafted_file_is_refused_and_runs_nothing(tmp_path: Path, writer: str) -> None:
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pt"
+    payload = {"version": 1, "step": 1, "model": _Payload(marker)}
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    with pytest.raises(UsageError, match=r"refusing to load checkpoint .*evil\.pt: .*could run code") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value), "one line"
+    assert not marker.exists(), "nothing in the file may run"
+    if writer == "torch":
+        assert "pathlib" in str(info.value), "the line names what the file asked for"
+
+
+def test_saving_anything_but_plain_data_is_rejected_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "ck.pt"
+    with pytest.raises(TypeError, match=r"cannot store argparse.Namespace at state\['opts'\]\['args'\]\[1\]"):
+        save_checkpoint(path, {"opts": {"args": [1, argparse.Namespace(a=1)]}})
+    with pytest.raises(TypeError, match=r"numpy array of Python objects at state\['x'\]"):
+        save_checkpoint(path, {"x": np.array([object()])})
+    with pytest.raises(TypeError, match=r"cannot store a \w*Path key at state"):
+        save_checkpoint(path, {Path("a"): 1})
+    with pytest.raises(TypeError, match="cannot store pathlib"):
+        save_checkpoint(path, {"p": Path("a")})
+    assert not path.exists() and not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_numpy_and_torch_values_round_trip_exactly(tmp_path: Path) -> None:
+    state = {
+        "arr": np.arange(6, dtype=np.uint32).reshape(2, 3),
+        "f16": np.array([1.5, -2.25], dtype=np.float16),
+        "empty": np.zeros((0, 2)),
+        "scalar": np.float64(0.1),
+        "iscalar": np.int32(-7),
+        "history": [{"loss": np.float32(0.25), "step": 3}],
+        "od": collections.OrderedDict([("b", 1), ("a", (2, {3}))]),
+        "meta": (torch.float16, torch.device("cpu"), torch.Size([2, 3]), 1 + 2j, b"raw", None, True, 2**80),
+        "param": torch.nn.Parameter(torch.ones(2)),
+        "int_keys": {0: {"step": torch.tensor(4.0)}, 1: "x"},
+        "tagged_like": {"data": b"x", "dtype": "<f8"},
+    }
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "np.pt", state))
+    for key in ("arr", "f16", "empty"):
+        assert type(loaded[key]) is np.ndarray and loaded[key].dtype == state[key].dtype
+        assert np.array_equal(loaded[key], state[key]) and loaded[key].shape == state[key].shape
+        assert loaded[key].flags.writeable
+    assert type(loaded["scalar"]) is np.float64 and loaded["scalar"] == np.float64(0.1)
+    assert type(loaded["iscalar"]) is np.int32 and loaded["iscalar"] == -7
+    assert type(loaded["history"][0]["loss"]) is np.float32 and loaded["history"][0]["loss"] == 0.25
+    assert type(loaded["od"]) is collections.OrderedDict and list(loaded["od"].items()) == [("b", 1), ("a", (2, {3}))]
+    assert loaded["meta"] == state["meta"] and type(loaded["meta"][2]) is torch.Size
+    assert isinstance(loaded["param"], torch.nn.Parameter) and torch.equal(loaded["param"], state["param"])
+    assert torch.equal(loaded["int_keys"][0]["step"], torch.tensor(4.0)) and loaded["int_keys"][1] == "x"
+    assert loaded["tagged_like"] == {"data": b"x", "dtype": "<f8"}
+
+
+def test_checkpoint_of_the_previous_encoding_still_loads_and_replays(tmp_path: Path) -> None:
+    """Before the plain-data rule numpy's RNG state was a pickled array (the only extra type allowed)."""
+    random.seed(4)
+    np.random.seed(5)
+    torch.manual_seed(6)
+    old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    path = tmp_path / "v1.pt"
+    torch.save({"version": 1, "step": 9, "rng": old_rng, "w": np.ones(2)}, path)
+    expected = (random.random(), np.random.rand(), torch.rand(2))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    loaded = load_checkpoint(path)
+    assert loaded["version"] == 1 and loaded["step"] == 9 and np.array_equal(loaded["w"], np.ones(2))
+    set_rng_state(loaded["rng"])
+    got = (random.random(), np.random.rand(), torch.rand(2))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_rng_state_is_plain_data() -> None:
+    state = rng_state()
+    assert set(state) >= {"python", "numpy", "torch"}
+    assert isinstance(state["numpy"]["key"], torch.Tensor) and state["numpy"]["key"].dtype == torch.int64
+    assert state["numpy"]["bit_generator"] == "MT19937" and state["numpy"]["key"].shape == (624,)
+    assert state["numpy"]["key"].max() >= 2**31, "uint32 words above 2**31 survive the int64 tensor"
+    np.random.seed(1)
+    np.random.standard_normal()  # leaves a cached gaussian
+    s = rng_state()
+    assert s["numpy"]["has_gauss"] == 1 and s["numpy"]["gauss"] != 0.0
+    after = np.random.standard_normal()
+    np.random.seed(2)
+    set_rng_state(s)
+    assert np.random.standard_normal() == after, "the cached gaussian is restored"
+    assert np.random.get_state()[2] == s["numpy"]["pos"]
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
+def test_unreadable_file_is_one_line_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=r"checkpoint .*bad\.pt") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_file_that_is_not_a_dict_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([1, 2], path)
+    with pytest.raises(UsageError, match=r"checkpoint .*list\.pt holds a list, not a dict"):
+        load_checkpoint(path)
+
+
+def test_map_location_is_passed(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", {"t": torch.ones(1)})
+    assert load_checkpoint(path, map_location="meta")["t"].is_meta
