@@ -37,11 +37,14 @@ def _to_position(hparams: dict) -> dict:
     }
 
 
-def _from_position(position) -> dict:
-    return {
-        k: (10.0 ** float(position[k]) if SEARCH_SPACE[k].get("scaling") == "log" else float(position[k]))
-        for k in SEARCH_SPACE
-    }
+def _from_individual(ind) -> dict:
+    out = {}
+    for k, spec in SEARCH_SPACE.items():
+        v = float(ind[k])
+        lo, hi = _limits()[k]
+        v = min(max(v, lo), hi)
+        out[k] = 10.0**v if spec.get("scaling") == "log" else v
+    return out
 
 
 def propose(history: list[dict], seed: int, n_trials: int = 5) -> dict:
@@ -60,4 +63,4 @@ def propose(history: list[dict], seed: int, n_trials: int = 5) -> dict:
         ind.loss = float(h["objective"])
         population.append(ind)
     child = propagator(population)
-    return _from_position(child.position if hasattr(child, "position") else child)
+    return _from_individual(child)
