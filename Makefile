@@ -78,5 +78,12 @@ bench: setup  ## every benchmark; prints ratio tables, writes results/bench/*.js
 mutation: setup  ## mutation testing (not part of test); MODULE=path for one module; scores -> tests/README.md
 	$(BIN)/python tests/mutation/run.py $(if $(MODULE),--module $(MODULE)) --jobs $(if $(MUTATION_JOBS),$(MUTATION_JOBS),1)
 
+.PHONY: arena arena-full
+arena: setup  ## the arena's quick preset (<= 15 min on 2 cores) -> results/arena/quick/REPORT.md
+	$(BIN)/python -m arena.run --preset quick --resume
+
+arena-full: setup  ## the arena's full preset on $(JOBS) MPI ranks (hours; rerun to resume) -> results/arena/full/REPORT.md
+	$(BIN)/mpirun -n $(JOBS) $(BIN)/python -m arena.run --preset full --resume
+
 clean:  ## remove results and caches (keeps .venv and data/)
 	rm -rf results .pytest_cache .ruff_cache
