@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -179,3 +180,9 @@ def test_linearized_monte_carlo_matches_full(kernel64, alpha, beta, b):
     full = full_run(lam, U, torch.outer(d0, d0), T, alpha, beta, gamma(64, b)).loss
     z = ((mc.mean(0) - full) / (mc.std(0) / runs**0.5))[1:].abs().max()
     assert z < 4, f"DESIGN.md §7.6: linearized Monte Carlo vs full, max |z| {z:.2f} (< 4)"
+
+
+def test_batch_second_moment_rejects_non_square():
+    for bad in (torch.zeros(3, 4), torch.zeros(4), torch.zeros(2, 2, 2)):
+        with pytest.raises(ValueError, match=rf"square matrix, got shape {re.escape(str(tuple(bad.shape)))}"):
+            batch_second_moment(bad, 1)

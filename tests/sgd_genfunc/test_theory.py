@@ -313,3 +313,130 @@ def test_sd_cache_blocks_change_nothing(monkeypatch):
     assert (one.diverged_at >= 0).tolist() == [False, False, True, False, True], "two configs diverge"
     single = sd.sd_run(lam, c, 300, 0.5, 0.3, 0.5, 1.0)
     assert torch.equal(single.loss, one.loss[1]), "a config's curve does not depend on its neighbours"
+
+
+def test_loss_exponent_rejects_nonpositive_nu():
+    for nu in (0.0, -1.0):
+        with pytest.raises(ValueError, match=f"nu must be > 0, got {nu}"):
+            loss_exponent(nu, 1.0)
+
+
+def test_asymptotes_follow_the_e9_formulas():
+    """The two asymptotes of (E9) written out independently, at arbitrary values (DESIGN.md §3.6)."""
+    from sgd_genfunc.theory import noise_asymptote, signal_asymptote
+
+    t = np.array([3.0, 50.0, 700.0])
+    K, zeta, a_eff, u1 = 0.37, 0.8, 0.6, 0.25
+    expect = K * math.gamma(zeta + 1) * (2 * a_eff * t) ** -zeta / (1 - u1)
+    np.testing.assert_allclose(signal_asymptote(t, K, zeta, a_eff, u1), expect, rtol=1e-13)
+    np.testing.assert_allclose(signal_asymptote(t, K, zeta, a_eff), expect * (1 - u1), rtol=1e-13)
+    nu, g, v1, N, Lam = 1.7, 0.09, 2.3, 100, 1.3
+    u_t = (g / nu) * math.gamma(2 - 1 / nu) * Lam ** (1 / nu) * a_eff**2 * (2 * a_eff * t) ** -(2 - 1 / nu)
+    expect = u_t * v1 / (2 * N * (1 - u1) ** 2)
+    np.testing.assert_allclose(noise_asymptote(t, nu, g, a_eff, v1, u1, N, Lam), expect, rtol=1e-13)
+    np.testing.assert_allclose(noise_asymptote(t, nu, g, a_eff, v1, u1, N), expect / Lam ** (1 / nu), rtol=1e-13)
+    assert noise_asymptote([3, 50], nu, g, a_eff, v1, u1, N, Lam).dtype == np.float64
+
+
+def test_fit_slope_window_and_filters():
+    """fit_slope fits exactly the finite positive points with t in [t_min, t_max] and t > 0 (DESIGN.md §3.6)."""
+    from sgd_genfunc.theory import fit_slope
+
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 21)
+    L = rng.uniform(0.1, 0.9, size=t.shape)  # not a power law: any change of the window changes the slope
+    ref = np.polyfit(np.log(t[5:11]), np.log(L[5:11]), 1)[0]
+    assert fit_slope(t, L, 5, 10) == pytest.approx(ref, rel=1e-12, abs=1e-14)
+    assert fit_slope(list(t), list(L), 0, 10) == pytest.approx(np.polyfit(np.log(t[1:11]), np.log(L[1:11]), 1)[0])
+    bad = L.copy()
+    bad[6], bad[7], bad[8] = np.inf, 0.0, np.nan
+    keep = [5, 9, 10]
+    ref = np.polyfit(np.log(t[keep]), np.log(L[keep]), 1)[0]
+    assert fit_slope(t, bad, 5, 10) == pytest.approx(ref, rel=1e-12, abs=1e-14)
+    L32 = torch.tensor(L, dtype=torch.float32)
+    ref = np.polyfit(np.log(t[5:11]), np.log(L32.double().numpy()[5:11]), 1)[0]
+    assert fit_slope(torch.tensor(t, dtype=torch.float64), L32, 5, 10) == pytest.approx(ref, rel=1e-12, abs=1e-14)
+    assert fit_slope(t, L, 9, 10) == pytest.approx(np.log(L[10] / L[9]) / np.log(10 / 9), rel=1e-12), "2 points"
+    with pytest.raises(ValueError, match=r"at least 2 points in \[10, 10\], got 1"):
+        fit_slope(t, L, 10, 10)
+
+
+# --- stability details (DESIGN.md §3.5), checked against values worked out by hand ---
+
+
+def _u1_by_hand(lam, alpha, beta, gamma, tau):
+    lam = np.asarray(lam, dtype=float)
+    D = 2 * (1 - beta**2) + alpha * lam * (tau * gamma * (1 + beta) - (1 - beta))
+    return math.inf if np.any(D <= 0) else gamma * alpha * (1 + beta) * float(np.sum(lam / D))
+
+
+def _alpha_c_by_bisection(lam, beta, gamma, tau, hi):
+    lo = 0.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _u1_by_hand(lam, mid, beta, gamma, tau) < 1 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def test_mode_alpha_bound_values():
+    from sgd_genfunc.theory import mode_alpha_bound
+
+    lam = [0.5, 0.2, 0.1]
+    assert mode_alpha_bound(lam) == pytest.approx(4.0, rel=1e-15), "2(1+beta)/lambda_1 with the defaults"
+    assert mode_alpha_bound(lam, tau=-1.0) == pytest.approx(2.0, rel=1e-15), "D_1 = 0 first (gamma defaults to 1)"
+    assert mode_alpha_bound(lam, 0.3, 0.5, -2.0) == pytest.approx(2 * (1 - 0.09) / (0.5 * 2.0), rel=1e-14)
+    assert mode_alpha_bound(lam, -0.4, 0.3, -3.0) == pytest.approx(2 * 0.84 / (0.5 * 1.94), rel=1e-14)
+    assert mode_alpha_bound(lam, 0.3, 0.5, 1.0) == pytest.approx(2 * 1.3 / 0.5, rel=1e-15)
+    for beta in (1.0, -1.0, 1.5):
+        assert mode_alpha_bound(lam, beta) == 0.0
+
+
+def test_critical_alpha_against_bisection():
+    lam = power_law_spectrum(40, 1.3)
+    ref = _alpha_c_by_bisection(lam.numpy(), 0.0, 1.0, 1.0, 2.0)
+    assert critical_alpha(lam) == pytest.approx(ref, rel=1e-13), "defaults beta = 0, gamma = 1, tau = 1"
+    assert critical_alpha(lam) == pytest.approx(2 / float(lam.sum()), rel=1e-13), "b = 1 closed form 2 / Tr K~"
+    for beta, g, tau in ((0.5, 0.3, 1.0), (-0.3, 0.2, 2.0), (0.2, 0.1, -1.0)):
+        hi = 2 * (1 + beta)
+        slope = g * tau * (1 + beta) - (1 - beta)
+        if slope < 0:
+            hi = min(hi, 2 * (1 - beta**2) / -slope)
+        ref = _alpha_c_by_bisection(lam.numpy(), beta, g, tau, hi)
+        assert critical_alpha(lam, beta, g, tau) == pytest.approx(ref, rel=1e-12), (beta, g, tau)
+    betas = np.array([[0.0, 0.5], [-0.3, 0.9]])
+    out = critical_alpha(lam, betas, 0.3, 1.0)
+    assert out.shape == (2, 2) and out.dtype == np.float64
+    assert out[1, 0] == critical_alpha(lam, -0.3, 0.3, 1.0)
+    with pytest.raises(ValueError, match=r"gamma must be >= 0, got -0.1"):
+        critical_alpha(lam, 0.0, -0.1)
+    with pytest.raises(ValueError, match=r"lam must be 1-D, got shape \(2, 2\)"):
+        critical_alpha(np.eye(2))
+
+
+def test_is_stable_edge_cases():
+    from sgd_genfunc.theory import is_stable
+
+    lam = [1.0, 0.5]
+    a_c = critical_alpha(lam)
+    assert is_stable(lam, 0.99 * a_c) and not is_stable(lam, 1.01 * a_c), "defaults beta = 0, gamma = tau = 1"
+    assert not is_stable(lam, 0.0), "alpha = 0 does not converge"
+    assert not is_stable(lam, 0.1, beta=1.0, gamma=1.0, tau=4.0), "|beta| = 1 is never stable"
+    assert not is_stable([1.0], 1.9, beta=1.5, gamma=1.0, tau=10.0), "|beta| > 1 is never stable"
+    assert not is_stable(lam, 2.0, 0.0, 0.01, 4.0), "alpha lambda_1 = 2(1+beta) is outside (i)"
+    assert is_stable(lam, 2.0, 0.5, 0.01, 4.0), "alpha lambda_1 = 2 < 2(1+beta) = 3 with U~(1) = 0.06"
+    assert not is_stable([1.0], 1.5, 0.0, 1.0, -1.0), "D_1 < 0 fails (ii)"
+
+
+def test_lambda_crit_and_asymptote_details():
+    from sgd_genfunc.theory import asymptote_minus1, asymptote_plus1, lambda_crit
+
+    assert lambda_crit([1.0, 0.5]) == pytest.approx(math.sqrt(0.5), rel=1e-14), "1/(1+x) + 0.5/(0.5+x) = 1"
+    assert lambda_crit(np.array([1.0, 0.5, 0.0])) == pytest.approx(math.sqrt(0.5), rel=1e-14), "zero modes ignored"
+    for lam in ([1.0], [1.0, 0.0, 0.0]):
+        with pytest.raises(ValueError, match=r"^lambda_crit needs at least two positive eigenvalues$"):
+            lambda_crit(lam)
+    assert asymptote_minus1(-0.5) == pytest.approx(1.0) and asymptote_minus1(-0.5, 2.0) == pytest.approx(0.5)
+    np.testing.assert_allclose(asymptote_minus1([-0.5, 0.0]), [1.0, 2.0], rtol=1e-15)
+    assert asymptote_plus1(0.9, 0.5, [1.0, 0.5]) == pytest.approx(0.2 / (0.5 * math.sqrt(0.5)), rel=1e-13)
+    with pytest.raises(ValueError, match=r"gamma must be > 0 for the beta -> 1 asymptote, got 0"):
+        asymptote_plus1(0.9, 0, [1.0, 0.5])
