@@ -7,6 +7,7 @@ collected and reported together.
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,10 @@ def test_r1_digits_rule_and_speed_up(tmp_path):
     """DESIGN.md §6.1 rule per class (3 seeds) and DESIGN.md §7.8 (speed-up cadence, forwards/step)."""
     from line_search.run_multiple_img import main
 
-    s = main(["--optims", "sls,adamsls,kensls,salsa,adam", "--numexp", "3", "--out", str(tmp_path), *SLOW_EVAL])
-    nosu = main(["--optims", "salsa", "--speed_up", "False", "--numexp", "1", "--out", str(tmp_path), *SLOW_EVAL])
+    s = main(["--optims", "sls,adamsls,kensls,salsa,adam", "--numexp", "3", "--out", str(tmp_path), "--name", "r1"]
+             + SLOW_EVAL)  # fmt: skip
+    nosu = main(["--optims", "salsa", "--speed_up", "False", "--numexp", "1", "--out", str(tmp_path), "--name", "nosu"]
+                + SLOW_EVAL)  # fmt: skip
     failures = []
     v = s["verdicts"].get("R1")
     assert v is not None, "R1 grid incomplete"
@@ -36,7 +39,7 @@ def test_r1_digits_rule_and_speed_up(tmp_path):
             )
     checked = 0
     for seed in range(3):
-        rows = _metrics(tmp_path, f"digits_mlp_salsa_s{seed}")
+        rows = _metrics(Path(s["run_dir"]), f"digits_mlp_salsa_s{seed}")
         assert len(rows) == 645
         searched = [int(r["searched"]) for r in rows]
         if not all(searched[:10]):
