@@ -18,7 +18,7 @@ REPRODUCE_ROOT = Path("results/autowu/reproduce")
 STAMPED = "stamped_summary.json"
 
 
-def _grid_argv(preset: str, optimizer: str = "adamp", weight_decay: str | None = None) -> list[str]:
+def grid_argv(preset: str, optimizer: str = "adamp", weight_decay: str | None = None) -> list[str]:
     """The reproduce.py arguments that define a grid result (run folder, jobs and progress excluded)."""
     argv = ["--preset", preset, "--optimizer", optimizer]
     return argv + (["--weight-decay", weight_decay] if weight_decay is not None else [])
@@ -75,7 +75,7 @@ PAPER = "ImageNet R50 4K 75.70 (repo 75.54); pilot MNIST-1D: AutoWU 95.13 vs med
 
 def _full_note() -> str:
     """The full preset's verdict, shown only from a stamped result that matches the current code."""
-    argv = _grid_argv("full")
+    argv = grid_argv("full")
     hit = read_stamped(REPRODUCE_ROOT / "full_adamp" / STAMPED, stamp("autowu", {"argv": argv}))
     if hit is None:
         return "full preset (3 seeds, 15 cells): not run for this code version (make reproduce runs it)"
@@ -89,7 +89,7 @@ def _full_note() -> str:
 def _demo_grid_row(out_dir: Path) -> DemoRow:
     """The demo preset: 1 seed, 4 baselines (5 % warmup), the design's 120 epochs so the test fires before the cap."""
     run_dir = out_dir / "reproduce_demo"
-    s, note = _grid(run_dir, _grid_argv("demo"))
+    s, note = _grid(run_dir, grid_argv("demo"))
     label = "demo preset: 1 seed, 4 cells at 5 % warmup, 120 epochs; one-seed verdict"
     return DemoRow(
         "autowu",
@@ -104,7 +104,7 @@ def _demo_grid_row(out_dir: Path) -> DemoRow:
 
 def _full_grid_row() -> DemoRow:
     run_dir = REPRODUCE_ROOT / "full_adamp"
-    s, note = _grid(run_dir, _grid_argv("full"))
+    s, note = _grid(run_dir, grid_argv("full"))
     verdict = ("yes" if s["verdict"] == "PASS" else "no") if s.get("complete") else "partial"
     return DemoRow(
         "autowu",
@@ -119,7 +119,7 @@ def _full_grid_row() -> DemoRow:
 
 def _lamb_row() -> DemoRow:
     run_dir = REPRODUCE_ROOT / "full_lamb"
-    s, note = _grid(run_dir, _grid_argv("full", "lamb", "0.01"))
+    s, note = _grid(run_dir, grid_argv("full", "lamb", "0.01"))
     return DemoRow(
         "autowu",
         "secondary: LAMB wd 0.01, same rule (reported, DESIGN.md §6.3)",
