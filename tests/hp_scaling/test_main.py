@@ -34,11 +34,11 @@ def write_tiny_cifar10(root: Path, n_train: int = 10, n_test: int = 8) -> Path:
     base.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{i}", n_train) for i in range(1, 6)] + [("test_batch", n_test)]:
-        entry = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": rng.integers(0, 10, n).tolist()}
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
         with open(base / name, "wb") as f:
             pickle.dump(entry, f, protocol=2)
     with open(base / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f, protocol=2)
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f, protocol=2)
     return root
 
 
