@@ -1,13 +1,17 @@
 """Image datasets read from their genuine file formats under ``root`` (torchvision's folder layout).
 
-mnist (idx files via torchvision), cifar10/cifar100 (python pickles), svhn (.mat), imagenet (ImageFolder) and
-imagenet16_120 (NAS-Bench-201's pickled 16x16 batches, md5-checked). Array-backed sets return
+mnist, cifar10/cifar100 and svhn through torchvision.datasets (download=False; torchvision checks the md5 of every
+CIFAR/SVHN file: ``check_md5=False``, or COMMON_DATA_CHECK_MD5=0 in the environment, skips that for tiny files
+written in the genuine format, as the test suite does),
+imagenet (ImageFolder) and imagenet16_120 (NAS-Bench-201's pickled 16x16 batches, md5-checked here: torchvision has
+no reader for them). Array-backed sets return
 :class:`ImageTensors`: uint8 images (N, C, H, W) served as float tensors in [0, 1] through an optional transform.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -74,77 +78,102 @@ def _mnist(split: str, root: Path, download: bool = False, transform: Callable |
 
 
 def _load_pickle(path: Path) -> dict[str, Any]:
+    """One NAS-Bench-201 ImageNet16 batch (a pickled dict; md5-checked by the caller before it is opened)."""
     with open(path, "rb") as handle:
         entry = pickle.load(handle, encoding="latin1")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
 
+def _without_md5(cls: type) -> type:
+    """A torchvision dataset class whose file table carries no md5 (files only need to exist): for files you made."""
+    attrs: dict[str, Any] = {}
+    for name in ("train_list", "test_list"):
+        if hasattr(cls, name):
+            attrs[name] = [[f, None] for f, _ in getattr(cls, name)]
+    if hasattr(cls, "meta"):
+        attrs["meta"] = {**cls.meta, "md5": None}
+    if hasattr(cls, "split_list"):
+        attrs["split_list"] = {k: [url, f, None] for k, (url, f, _) in cls.split_list.items()}
+    return type(f"{cls.__name__}Unchecked", (cls,), attrs)
+
+
+MD5_ENV = "COMMON_DATA_CHECK_MD5"
+
+
+def _check_md5(value: bool | None) -> bool:
+    """``check_md5`` as given, else the environment: COMMON_DATA_CHECK_MD5=0 turns it off (the test suite does)."""
+    if value is not None:
+        return bool(value)
+    return os.environ.get(MD5_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _torchvision(cls: type, name: str, check_md5: bool | None, how: str, **kw: Any) -> Any:
+    """Build a torchvision dataset (download=False); a failed md5 check becomes a DatasetNotFoundError."""
+    check_md5 = _check_md5(check_md5)
+    try:
+        return (cls if check_md5 else _without_md5(cls))(**kw, download=False)
+    except RuntimeError as exc:
+        if "corrupted" not in str(exc):
+            raise
+        raise DatasetNotFoundError(
+            f"dataset {name!r}: files under {kw['root']} fail torchvision's md5 check ({exc}); {how} "
+            f"(check_md5=False or {MD5_ENV}=0 accepts files you wrote yourself)"
+        ) from None
+
+
 def _cifar(
+    cls_name: str,
     split: str,
     root: Path,
-    folder: str,
-    train_files: list[str],
-    test_files: list[str],
-    label_key: str,
     name: str,
+    check_md5: bool | None,
+    download: bool,
     transform: Callable | None,
 ) -> ImageTensors:
-    base = root / folder
-    files = train_files if split == "train" else test_files
-    require_files(
-        [base / f for f in files],
-        name,
-        f"download and untar https://www.cs.toronto.edu/~kriz/{folder.split('-batches')[0]}-python.tar.gz into {root}",
-    )
-    data, labels = [], []
-    for f in files:
-        entry = _load_pickle(base / f)
-        data.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(entry[label_key])
-    return ImageTensors(torch.from_numpy(np.concatenate(data)), torch.tensor(labels), transform)
+    """CIFAR-10/100 through torchvision.datasets (which reads the pickled batches and checks their md5)."""
+    import torchvision.datasets as tvd
 
-
-@register_dataset("cifar10", splits=("train", "test"), description="CIFAR-10 50k/10k 32x32 (python pickles)")
-def _cifar10(split: str, root: Path, transform: Callable | None = None, download: bool = False) -> ImageTensors:
+    cls = getattr(tvd, cls_name)
+    base = root / cls.base_folder
+    files = [f for f, _ in (cls.train_list if split == "train" else cls.test_list)] + [cls.meta["filename"]]
+    how = f"download and untar {cls.url} into {root}"
     if download:
-        from torchvision.datasets import CIFAR10
-
-        CIFAR10(str(root), train=True, download=True)
-    return _cifar(
-        split,
-        root,
-        "cifar-10-batches-py",
-        [f"data_batch_{i}" for i in range(1, 6)],
-        ["test_batch"],
-        "labels",
-        "cifar10",
-        transform,
-    )
+        cls(str(root), train=split == "train", download=True)
+    require_files([base / f for f in files], name, how)
+    ds = _torchvision(cls, name, check_md5, how, root=str(root), train=split == "train")
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # torchvision keeps NHWC
+    return ImageTensors(images, torch.as_tensor(ds.targets, dtype=torch.int64), transform)
 
 
-@register_dataset("cifar100", splits=("train", "test"), description="CIFAR-100 50k/10k 32x32 (python pickles)")
-def _cifar100(split: str, root: Path, transform: Callable | None = None, download: bool = False) -> ImageTensors:
+@register_dataset("cifar10", splits=("train", "test"), description="CIFAR-10 50k/10k 32x32 (torchvision)")
+def _cifar10(
+    split: str, root: Path, transform: Callable | None = None, download: bool = False, check_md5: bool | None = None
+) -> ImageTensors:
+    return _cifar("CIFAR10", split, root, "cifar10", check_md5, download, transform)
+
+
+@register_dataset("cifar100", splits=("train", "test"), description="CIFAR-100 50k/10k 32x32 (torchvision)")
+def _cifar100(
+    split: str, root: Path, transform: Callable | None = None, download: bool = False, check_md5: bool | None = None
+) -> ImageTensors:
+    return _cifar("CIFAR100", split, root, "cifar100", check_md5, download, transform)
+
+
+@register_dataset("svhn", splits=("train", "test"), description="SVHN 73,257/26,032 32x32 (torchvision, .mat)")
+def _svhn(
+    split: str, root: Path, transform: Callable | None = None, download: bool = False, check_md5: bool | None = None
+) -> ImageTensors:
+    """SVHN through torchvision.datasets.SVHN (reads the .mat, checks its md5, maps label 10 to digit 0)."""
+    from torchvision.datasets import SVHN
+
+    url, filename, _ = SVHN.split_list[split]
+    how = f"download {url} into {root}"
     if download:
-        from torchvision.datasets import CIFAR100
-
-        CIFAR100(str(root), train=True, download=True)
-    return _cifar(split, root, "cifar-100-python", ["train"], ["test"], "fine_labels", "cifar100", transform)
-
-
-@register_dataset("svhn", splits=("train", "test"), description="SVHN 73,257/26,032 32x32 (.mat files)")
-def _svhn(split: str, root: Path, transform: Callable | None = None, download: bool = False) -> ImageTensors:
-    from scipy.io import loadmat
-
-    path = root / f"{split}_32x32.mat"
-    if download and not path.exists():
-        from torchvision.datasets import SVHN
-
         SVHN(str(root), split=split, download=True)
-    require_files([path], "svhn", f"download http://ufldl.stanford.edu/housenumbers/{path.name} into {root}")
-    mat = loadmat(str(path))
-    images = torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1)))  # HWCN -> NCHW
-    labels = torch.from_numpy(mat["y"].astype(np.int64).reshape(-1)) % 10  # SVHN stores digit 0 as label 10
-    return ImageTensors(images, labels, transform)
+    require_files([root / filename], "svhn", how)
+    ds = _torchvision(SVHN, "svhn", check_md5, how, root=str(root), split=split)
+    images = torch.from_numpy(np.ascontiguousarray(ds.data))  # torchvision already gives N, C, H, W
+    return ImageTensors(images, torch.as_tensor(ds.labels, dtype=torch.int64).reshape(-1), transform)
 
 
 @register_dataset("imagenet", splits=("train", "val"), description="ImageNet-1k as ImageFolder (train/val)")

@@ -112,32 +112,49 @@ def _pickle(path: Path, obj: dict) -> None:
         pickle.dump(obj, handle, protocol=2)
 
 
-def test_cifar10_and_cifar100_readers_on_pickled_batches(tmp_path: Path) -> None:
+def test_cifar10_and_cifar100_readers_on_pickled_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny files in the genuine layout (batches + meta); torchvision reads them, its md5 check refuses them.
+
+    The real batches were pickled by Python 2: their str keys load as str under latin1, as these do."""
     rng = np.random.default_rng(1)
     for i in range(1, 6):
         _pickle(
             tmp_path / "cifar-10-batches-py" / f"data_batch_{i}",
-            {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [i % 10] * 4},
+            {"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), "labels": [i % 10] * 4},
         )
     test_pixels = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
-    _pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {b"data": test_pixels, b"labels": [7, 8, 9]})
-    train = get_dataset("cifar10", "train", root=tmp_path)
-    test = get_dataset("cifar10", "test", root=tmp_path)
+    _pickle(tmp_path / "cifar-10-batches-py" / "test_batch", {"data": test_pixels, "labels": [7, 8, 9]})
+    _pickle(tmp_path / "cifar-10-batches-py" / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+    with pytest.raises(DatasetNotFoundError, match="cifar10.*md5.*check_md5=False or COMMON_DATA_CHECK_MD5=0"):
+        get_dataset("cifar10", "train", root=tmp_path, check_md5=True)
+    monkeypatch.setenv("COMMON_DATA_CHECK_MD5", "1")
+    with pytest.raises(DatasetNotFoundError, match="md5"):
+        get_dataset("cifar10", "test", root=tmp_path)
+    monkeypatch.setenv("COMMON_DATA_CHECK_MD5", "0")  # as tests/conftest.py sets it for scripts run by tests
+    assert len(get_dataset("cifar10", "test", root=tmp_path)) == 3
+    train = get_dataset("cifar10", "train", root=tmp_path, check_md5=False)
+    test = get_dataset("cifar10", "test", root=tmp_path, check_md5=False)
     assert isinstance(train, ImageTensors) and len(train) == 20 and len(test) == 3
+    assert as_tensors(train)[1].tolist() == [1] * 4 + [2] * 4 + [3] * 4 + [4] * 4 + [5] * 4, "batches 1..5 in order"
     x, y = test[1]
-    assert x.shape == (3, 32, 32) and y == 8
+    assert x.shape == (3, 32, 32) and y == 8 and test.images.dtype == torch.uint8
     assert torch.allclose(x, torch.tensor(test_pixels[1].reshape(3, 32, 32), dtype=torch.float32) / 255)
     _pickle(
         tmp_path / "cifar-100-python" / "train",
-        {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"fine_labels": [99] * 6, b"coarse_labels": [1] * 6},
+        {"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), "fine_labels": [99] * 6, "coarse_labels": [1] * 6},
     )
     _pickle(
         tmp_path / "cifar-100-python" / "test",
-        {b"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), b"fine_labels": [0, 42], b"coarse_labels": [0, 1]},
+        {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "fine_labels": [0, 42], "coarse_labels": [0, 1]},
     )
-    assert as_tensors(get_dataset("cifar100", "test", root=tmp_path))[1].tolist() == [0, 42]
+    _pickle(tmp_path / "cifar-100-python" / "meta", {"fine_label_names": [f"f{i}" for i in range(100)]})
+    assert as_tensors(get_dataset("cifar100", "test", root=tmp_path, check_md5=False))[1].tolist() == [0, 42]
+    assert len(get_dataset("cifar100", "train", root=tmp_path, check_md5=False)) == 6
     with pytest.raises(DatasetNotFoundError, match="cifar-10-python.tar.gz"):
         get_dataset("cifar10", "train", root=tmp_path / "empty")
+    (tmp_path / "cifar-100-python" / "meta").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"cifar100.*cifar-100-python/meta"):
+        get_dataset("cifar100", "test", root=tmp_path, check_md5=False)
 
 
 def test_svhn_reader_on_mat_file(tmp_path: Path) -> None:
@@ -146,10 +163,15 @@ def test_svhn_reader_on_mat_file(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (32, 32, 3, 4), dtype=np.uint8)
     savemat(tmp_path / "test_32x32.mat", {"X": x, "y": np.array([[10], [1], [2], [10]], dtype=np.uint8)})
-    ds = get_dataset("svhn", "test", root=tmp_path)
+    with pytest.raises(DatasetNotFoundError, match="svhn.*md5"):
+        get_dataset("svhn", "test", root=tmp_path, check_md5=True)
+    ds = get_dataset("svhn", "test", root=tmp_path, check_md5=False)
     images, labels = as_tensors(ds)
     assert labels.tolist() == [0, 1, 2, 0], "SVHN stores digit 0 as label 10"
+    assert images.shape == (4, 3, 32, 32)
     assert torch.allclose(images[1], torch.tensor(x[..., 1].transpose(2, 0, 1), dtype=torch.float32) / 255)
+    with pytest.raises(DatasetNotFoundError, match="train_32x32.mat"):
+        get_dataset("svhn", "train", root=tmp_path, check_md5=False)
 
 
 def test_imagenet16_120_reader_checks_md5_and_keeps_120_classes(tmp_path: Path) -> None:
