@@ -24,10 +24,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 FAST := -m "not slow and not mpi and not gpu"
 
-.PHONY: help setup demo test check notebooks reproduce bench lint format clean mutation
+.PHONY: help setup demo test check notebooks gpu-check reproduce bench lint format clean mutation
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: $(STAMP)  ## create .venv and install the pinned stack (idempotent)
 
@@ -71,6 +71,9 @@ notebooks: setup  ## re-execute the notebooks (NB=path for one) and save them wi
 	  then echo "$$nb: $$(( $$(date +%s) - start )) s"; \
 	  else status=1; echo "$$nb: error (log: $$log): $$(grep -m1 -E '^[A-Za-z]*Error' $$log)" >&2; fi; \
 	done; exit $$status
+
+gpu-check: setup  ## GPU readiness (<= 8 min on one H100) -> results/gpu/REPORT.md; without CUDA a dry run
+	$(BIN)/python -m common.gpu_check
 
 bench: setup  ## every benchmark; prints ratio tables, writes results/bench/*.json
 	@status=0; for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || status=1; done; exit $$status
