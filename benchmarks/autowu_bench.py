@@ -1,4 +1,4 @@
-"""AutoWU speed goals (DESIGN.md §8), one thread: per-step cost, test cost, and ours against the reference procedure.
+"""AutoWU speed goals (autowu/DESIGN.md §8), one thread: per-step cost, test cost, ours vs the reference procedure.
 
     python benchmarks/autowu_bench.py            # prints the ratio table, writes results/bench/autowu.json
 
@@ -49,7 +49,7 @@ def bench_step(report: BenchReport):
 
     t_lam, t_ours = compare(lambda_lr, ours, warmup=1, reps=5)
     per = t_ours.median_s / reps
-    report.add("B1", "non-test step(loss) vs 50 us budget", 50e-6, per, 1.0, "no host sync (DESIGN.md §7.10)")
+    report.add("B1", "non-test step(loss) vs 50 us budget", 50e-6, per, 1.0, "no host sync (autowu/DESIGN.md §7.10)")
     report.add("B1b", "LambdaLR.step() / AutoWU.step(loss)", t_lam.median_s / reps, per, None, "side by side")
 
 

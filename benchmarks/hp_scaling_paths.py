@@ -1,4 +1,4 @@
-"""Path counting benchmark (hp_scaling DESIGN.md §9): exact DP vs DFS enumeration on complete DAGs.
+"""Path counting benchmark (hp_scaling/DESIGN.md §9): exact DP vs DFS enumeration on complete DAGs.
 
 Target: path_moments / depth_histogram >= 10x faster than enumerate_paths + summation on the complete 12-node DAG,
 with identical S(offset 3). N = 16 and N = 20 are printed without a target. Writes results/bench/hp_scaling_paths.json.

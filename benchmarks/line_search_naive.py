@@ -1,4 +1,4 @@
-"""Naive reference of the optimizers (DESIGN.md §8, B4 baseline): the same algorithm (A1)-(A9), written plainly.
+"""Naive reference of the optimizers (line_search/DESIGN.md §8, B4 baseline): algorithm (A1)-(A9), written plainly.
 
 Identical accept decisions to line_search.sls, but: a deepcopy of all parameters every step, per-tensor Python loops,
 P recomputed in every trial, the global RNG state saved, reseeded and restored around every closure call, and
@@ -78,7 +78,7 @@ class NaiveArmijo:
     @torch.no_grad()
     def step(self, closure):
         seed = int(torch.randint(0, 2**62, (1,), generator=self.gen))
-        w0 = copy.deepcopy([p.detach() for p in self.params])  # every step, as DESIGN.md §8 describes the baseline
+        w0 = copy.deepcopy([p.detach() for p in self.params])  # every step (line_search/DESIGN.md §8)
         loss = self._call(closure, seed, True)
         f0 = loss.double().item()
         self.t += 1

@@ -1,4 +1,4 @@
-"""Speed and cost goals of the line_search optimizers (DESIGN.md §8): prints B1-B5, writes results/bench/*.json.
+"""Speed and cost goals of the line_search optimizers (line_search/DESIGN.md §8): B1-B5, writes results/bench/*.json.
 
 B1: forwards/step of SaLSa (speed-up) over steps 201-645 of R1 (target <= 1.2; whole run printed).
 B2: forwards/step without speed-up, each class, R1 setting (target <= 2.6).
@@ -206,7 +206,7 @@ def main(argv=None) -> None:
             unit="B",
         )
     rep.finish()
-    # the demo's overhead row reads B3 only from this stamped copy (settings + code must match; DESIGN.md §11)
+    # demo overhead row: B3 from this stamped copy, used only if settings and code match (line_search/DESIGN.md §11)
     config = bench_config(args.steps, args.first, args.epochs, args.device)
     write_stamped(
         BENCH_STAMPED, {"rows": [asdict(r) for r in rep.rows]}, stamp("line_search", config, ("line_search",))

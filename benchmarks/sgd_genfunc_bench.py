@@ -1,4 +1,4 @@
-"""sgd_genfunc speed goals B1-B5 (DESIGN.md §8): baseline and ours timed interleaved in one process, one thread.
+"""sgd_genfunc speed goals B1-B5 (sgd_genfunc/DESIGN.md §8): baseline and ours interleaved in one process, one thread.
 
 python benchmarks/sgd_genfunc_bench.py [--quick]   -> prints the ratio table, writes results/bench/sgd_genfunc.json
 """

@@ -1,4 +1,4 @@
-"""Dataset registry (house.md section 3): real readers and offline sets behind ``get_dataset(name, split)``."""
+"""Dataset registry: real readers and offline sets behind ``get_dataset(name, split)``."""
 
 from common.data import glue, offline, tabular, vision  # noqa: F401 - importing registers the datasets
 from common.data.offline import load_mnist5k_arrays, powerlaw_spectrum, teacher_student
