@@ -88,40 +88,47 @@ def demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
     evals = ["--eval_every", "100"] if quick else []
     r1, note1 = _grid("run_multiple_img", out_dir, "r1", ["--optims", img_optims, "--numexp", str(seeds_r1), *evals])
     r2, note2 = _grid("run_multiple", out_dir, "r2", ["--optims", nlp_optims, "--numexp", str(seeds_r2), *evals])
-    dir1, dir2 = Path(r1["run_dir"]), Path(r2["run_dir"])
-    rows = []
-    v1 = r1["verdicts"].get("R1")
-    g1 = r1["groups"]["digits"]
-    rows.append(
-        DemoRow(
-            PAPER,
-            "No learning rate needed: Armijo optimizers with class defaults match a tuned Adam LR grid (ACDSA/SaLSa)",
-            "SaLSa log-average final loss .0148 vs Adam .0355 (DESIGN.md §6.3); rule of DESIGN.md §6.1 per class",
-            f"R1 digits MLP, {_seeds_note(seeds_r1, 3)}: "
-            + _fmt_rule(v1, ("sls", "adamsls", "kensls", "salsa"))
-            + f" [{note1}]",
-            "yes" if v1 and v1["pass"] else "no",
-            str(dir1),
-            str(dir1 / "final_loss.png"),
-        )
+    rows = [_r1_row(r1, note1, seeds_r1), _r2_row(r2, note2, seeds_r2), _overhead_row(r1), _loss_ratio_row(r1)]
+    if not quick:
+        rows += _reproduce_extras(out_dir, r1["verdicts"].get("R1"))
+    return rows
+
+
+def _r1_row(r1: dict, note: str, seeds: int) -> DemoRow:
+    v1, run_dir = r1["verdicts"].get("R1"), Path(r1["run_dir"])
+    return DemoRow(
+        PAPER,
+        "No learning rate needed: Armijo optimizers with class defaults match a tuned Adam LR grid (ACDSA/SaLSa)",
+        "SaLSa log-average final loss .0148 vs Adam .0355 (DESIGN.md §6.3); rule of DESIGN.md §6.1 per class",
+        f"R1 digits MLP, {_seeds_note(seeds, 3)}: "
+        + _fmt_rule(v1, ("sls", "adamsls", "kensls", "salsa"))
+        + f" [{note}]",
+        "yes" if v1 and v1["pass"] else "no",
+        str(run_dir),
+        str(run_dir / "final_loss.png"),
     )
-    v2 = r2["verdicts"].get("R2")
+
+
+def _r2_row(r2: dict, note: str, seeds: int) -> DemoRow:
+    v2, run_dir = r2["verdicts"].get("R2"), Path(r2["run_dir"])
     sls = r2["groups"]["synthetic_order"].get("sls")
     sls_txt = f"; SLS (SGD direction) {sls['final_train_loss_mean']:.3f}/{sls['val_acc_mean']:.3f}" if sls else ""
-    rows.append(
-        DemoRow(
-            PAPER,
-            "The Adam direction lets Armijo search train Transformers (ACDSA)",
-            "BERT on GLUE: KenSLS beats the previous Armijo implementation and tuned Adam; rule of DESIGN.md §6.2",
-            f"R2 tiny BERT on synthetic_order, {_seeds_note(seeds_r2, 2)}: "
-            + _fmt_rule(v2, ("adamsls", "kensls", "salsa"))
-            + sls_txt
-            + f" [{note2}]",
-            "yes" if v2 and v2["pass"] else "no",
-            str(dir2),
-            str(dir2 / "final_loss.png"),
-        )
+    return DemoRow(
+        PAPER,
+        "The Adam direction lets Armijo search train Transformers (ACDSA)",
+        "BERT on GLUE: KenSLS beats the previous Armijo implementation and tuned Adam; rule of DESIGN.md §6.2",
+        f"R2 tiny BERT on synthetic_order, {_seeds_note(seeds, 2)}: "
+        + _fmt_rule(v2, ("adamsls", "kensls", "salsa"))
+        + sls_txt
+        + f" [{note}]",
+        "yes" if v2 and v2["pass"] else "no",
+        str(run_dir),
+        str(run_dir / "final_loss.png"),
     )
+
+
+def _overhead_row(r1: dict) -> DemoRow:
+    g1 = r1["groups"]["digits"]
     late = g1["salsa"]["forwards_per_step_after_200_mean"]
     whole = g1["salsa"]["forwards_per_step_mean"]
     b3, b3_from = _bench_b3()
@@ -131,36 +138,33 @@ def demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
         else "; B3 time ratio: not run (no stamped `make bench` result for this code)"
     )
     overhead_ok = late <= 1.2 and (b3 is None or b3 <= 1.25)
-    rows.append(
-        DemoRow(
-            PAPER,
-            "SaLSa costs about 3% compute over Adam (speed-up rule)",
-            "about 3% overhead (SaLSa paper); goals B1 <= 1.2 forwards/step, B3 <= 1.25 (DESIGN.md §8)",
-            f"SaLSa forwards/step over steps 201-645: {late:.2f} (whole run {whole:.2f})" + b3_txt,
-            "partial" if overhead_ok else "no",
-            str(dir1),
-        )
+    return DemoRow(
+        PAPER,
+        "SaLSa costs about 3% compute over Adam (speed-up rule)",
+        "about 3% overhead (SaLSa paper); goals B1 <= 1.2 forwards/step, B3 <= 1.25 (DESIGN.md §8)",
+        f"SaLSa forwards/step over steps 201-645: {late:.2f} (whole run {whole:.2f})" + b3_txt,
+        "partial" if overhead_ok else "no",
+        r1["run_dir"],
     )
+
+
+def _loss_ratio_row(r1: dict) -> DemoRow:
+    g1 = r1["groups"]["digits"]
     adam_cells = {k: v["final_train_loss_mean"] for k, v in g1.items() if k.startswith("adam_lr")}
     best_label = min(adam_cells, key=adam_cells.get)
     ratio = g1["salsa"]["final_train_loss_mean"] / adam_cells[best_label]
     verdict = "yes" if ratio <= 0.5 else ("partial" if ratio < 1 else "no")
-    rows.append(
-        DemoRow(
-            PAPER,
-            "SaLSa reaches about 50% lower final log-loss than (tuned) Adam",
-            f"log-average final loss {PAPER_LOGAVG['salsa']} vs Adam {PAPER_LOGAVG['adam']} (-58%)",
-            f"R1: SaLSa {g1['salsa']['final_train_loss_mean']:.5f} vs best Adam cell {best_label} "
-            f"{adam_cells[best_label]:.5f} (ratio {ratio:.2f}"
-            + ("" if math.isfinite(ratio) and ratio <= 0.5 else "; not reproduced at this small scale")
-            + ")",
-            verdict,
-            str(dir1),
-        )
+    return DemoRow(
+        PAPER,
+        "SaLSa reaches about 50% lower final log-loss than (tuned) Adam",
+        f"log-average final loss {PAPER_LOGAVG['salsa']} vs Adam {PAPER_LOGAVG['adam']} (-58%)",
+        f"R1: SaLSa {g1['salsa']['final_train_loss_mean']:.5f} vs best Adam cell {best_label} "
+        f"{adam_cells[best_label]:.5f} (ratio {ratio:.2f}"
+        + ("" if math.isfinite(ratio) and ratio <= 0.5 else "; not reproduced at this small scale")
+        + ")",
+        verdict,
+        r1["run_dir"],
     )
-    if not quick:
-        rows += _reproduce_extras(out_dir, v1)
-    return rows
 
 
 def _reproduce_extras(out_dir: Path, v1: dict | None) -> list[DemoRow]:
