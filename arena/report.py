@@ -91,12 +91,12 @@ def _plot_curves(run_dir: Path, summaries: list[dict], workload: str, path: Path
     for c in sorted({s["contestant"] for s in rows}):
         mine = [s for s in rows if s["contestant"] == c]
         sign = 1.0 if direction == "max" else -1.0
-        best = max(
-            mine,
-            key=lambda s: (
-                sign * float(s.get("best_val", math.nan)) if s.get("best_val") == s.get("best_val") else -math.inf
-            ),
-        )
+
+        def key(s: dict, sign: float = sign) -> float:
+            v = float(s.get("best_val", math.nan))
+            return sign * v if math.isfinite(v) else -math.inf
+
+        best = max(mine, key=key)
         curve_file = run_dir / "trials" / workload / c / f"s{best['study']}_t{best['trial']}" / "curve.csv"
         if not curve_file.is_file():
             continue

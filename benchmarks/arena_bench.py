@@ -1,0 +1,132 @@
+"""Arena speed goals (arena/README.md §9): harness overhead per trial and MPI scaling of trials per hour.
+
+    python benchmarks/arena_bench.py            # prints the ratio table, writes results/bench/arena.json
+
+A1 harness overhead: the quick preset's trials on one workload (digits_mlp, every contestant, 3 trials per study)
+   run in this process; overhead = the process CPU of the whole run minus the clocked init + step CPU minus the
+   evaluation CPU, per trial, against a budget of 5 % of the mean clocked CPU of a trial (ratio = budget / ours,
+   pass when >= 1). The evaluation's share is reported beside it (it is the workload's work, off the clock).
+A2 trials per hour on 2 MPI ranks against 1 rank: the same 16 budget-bound trials (adamw_cosine and
+   sgd_nesterov_cosine on digits_mlp, 8 trials each) as `python -m arena.run` and `mpirun -n 2 python -m arena.run`,
+   wall time of the whole command (start-up included); pass when the ratio is >= 1.8. Only meaningful on an
+   otherwise idle machine with 2 free cores: the note records the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common.bench import BenchReport
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_overhead(report: BenchReport, out: Path) -> None:
+    from arena import run as arena_run
+
+    argv = [
+        "--preset",
+        "quick",
+        "--workloads",
+        "digits_mlp",
+        "--out",
+        str(out),
+        "--name",
+        "overhead",
+        "--no_report",
+        "--no_progress",
+    ]
+    c0 = time.process_time()
+    arena_run.main(argv)
+    total = time.process_time() - c0
+    summaries = [s for s in arena_run.load_summaries(out / "arena" / "overhead") if s.get("status") != "n/a"]
+    clocked = sum(float(s["cpu"]) for s in summaries)
+    evals = sum(float(s.get("eval_cpu", 0.0)) for s in summaries)
+    n = len(summaries)
+    overhead = (total - clocked - evals) / n
+    budget = 0.05 * clocked / n
+    report.add(
+        "A1",
+        "harness CPU outside init/step/eval per trial",
+        budget,
+        overhead,
+        target=1.0,
+        note=f"{n} trials, mean clocked {clocked / n:.2f} s, budget = 5% of it",
+    )
+    report.add(
+        "A1e",
+        "evaluation CPU per trial (off the clock)",
+        budget,
+        evals / n,
+        target=None,
+        note=f"{100 * evals / clocked:.1f}% of the clocked CPU",
+    )
+
+
+def _arena_cmd(prefix: list[str], out: Path, name: str) -> float:
+    cmd = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "arena.run",
+        "--workloads",
+        "digits_mlp",
+        "--contestants",
+        "adamw_cosine,sgd_nesterov_cosine",
+        "--studies",
+        "1",
+        "--trials",
+        "8",
+        "--out",
+        str(out),
+        "--name",
+        name,
+        "--no_report",
+        "--no_progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.time()
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    return time.time() - t0
+
+
+def bench_mpi(report: BenchReport, out: Path) -> None:
+    mpirun = str(Path(sys.executable).parent / "mpirun")
+    one = _arena_cmd([], out, "one_rank")
+    two = _arena_cmd([mpirun, "--oversubscribe", "-n", "2"], out, "two_ranks")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    # ratio = (trials/hour on 2 ranks) / (trials/hour on 1 rank) = wall(1 rank) / wall(2 ranks)
+    report.add(
+        "A2",
+        "16 trials: wall 1 rank / wall 2 ranks",
+        one,
+        two,
+        target=1.8,
+        note=f"{os.cpu_count()} CPUs, load average {load:.1f} at the end",
+    )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--skip_mpi", action="store_true", help="only the overhead row")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    report = BenchReport("arena")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_overhead(report, Path(tmp))
+        if not args.skip_mpi:
+            bench_mpi(report, Path(tmp))
+    report.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
