@@ -86,6 +86,7 @@ arena: setup  ## the arena's quick preset (<= 15 min on 2 cores) -> results/aren
 	$(BIN)/python -m arena.run --preset quick --resume
 
 arena-full: setup  ## the arena's full preset on $(JOBS) MPI ranks (hours; rerun to resume) -> results/arena/full/REPORT.md
+	$(BIN)/mpirun -n $(JOBS) $(BIN)/python -m arena.targets --workloads cpu --only_missing --resume
 	$(BIN)/mpirun -n $(JOBS) $(BIN)/python -m arena.run --preset full --resume
 
 clean:  ## remove results and caches (keeps .venv and data/)

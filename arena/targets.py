@@ -7,6 +7,7 @@ metric, the budget 4/3 of the median CPU-seconds the reruns needed to first reac
 both with the command, commit and date. MPI-parallel (``mpirun -n N python -m arena.targets``) and resumable.
 
   python -m arena.targets --workloads cpu --resume
+  python -m arena.targets --workloads cpu --only_missing --resume    # fill the entries that are still empty
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from arena import loading, space
-from arena.run import TARGETS_FILE, Job, _claim, _expand, _finished, _write_views, trial_dir, warm_up
+from arena.run import TARGETS_FILE, Job, _claim, _expand, _finished, _write_views, read_targets, trial_dir, warm_up
 from arena.score import median
 from arena.trial import TrialSpec, run_trial
 from common.checkpoint import save_checkpoint
@@ -72,6 +73,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--reruns", type=positive_int, default=5, metavar="R", help="seeds of the best setting")
     p.add_argument("--write", default=str(TARGETS_FILE), metavar="FILE", help="targets JSON to update")
     p.add_argument("--resume", action="store_true", help="keep finished target-setting trials")
+    p.add_argument("--only_missing", action="store_true", help="only the workloads without a target in --write")
     add_run_args(p, devices=("cpu", "cuda"), tensorboard=False, default_device="cpu")
     return p
 
@@ -88,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(w, "TIER", "cpu") == "gpu" and not args.device.startswith("cuda"):
             raise UsageError(f"workload {w.NAME} is in the GPU tier: it needs --device cuda")
         workloads[w.NAME] = w
+    if args.only_missing:
+        have = read_targets(Path(args.write))
+        workloads = {n: w for n, w in workloads.items() if (have.get(n) or {}).get("target") is None}
+        if not workloads:
+            print(f"targets: every selected workload has a target in {args.write}")
+            return 0
     baselines = {b: loading.load_contestant(b) for b in BASELINES}
     run_dir = Path(args.out) / "arena" / (args.name or "targets")
     if (run_dir / "trials").is_dir() and not args.resume and any((run_dir / "trials").glob("*/*/*/trial.pt")):
