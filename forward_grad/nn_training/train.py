@@ -7,7 +7,7 @@ states, epoch); --resume continues from it. Epoch 0 is evaluation only; a loss >
 
 from __future__ import annotations
 
-import configparser
+import argparse
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,25 +66,25 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv):
-    """Two-stage parsing: --configfile's sections become defaults, the command line overrides them."""
+    """Two-stage parsing: --configfile's sections (common.config.read_ini: [DEFAULT], then the dataset, gradient,
+    model and optimizer sections) become defaults, the command line overrides them. INI values pass through the
+    option's own type, so they are validated like typed flags."""
+    from common.config import read_ini
+
     parser = build_parser()
     first, _ = parser.parse_known_args(argv)
-    path = Path(first.configfile)
-    if not path.is_file():
-        raise MissingInputError(f"--configfile {path} not found")
-    ini = configparser.ConfigParser()
-    ini.read(path)
-    keys = {a.dest for a in parser._actions}
-    wanted = ["DEFAULT"] + [SECTION_OF[v] for v in (first.dataset, first.gradient_computation, first.model,
-                                                     first.optimizer) if v in SECTION_OF]  # fmt: skip
+    wanted = [SECTION_OF[v] for v in (first.dataset, first.gradient_computation, first.model, first.optimizer)
+              if v in SECTION_OF]  # fmt: skip
+    actions = {a.dest: a for a in parser._actions}
     defaults = {}
-    for section in wanted:
-        items = ini.defaults() if section == "DEFAULT" else (ini[section] if ini.has_section(section) else {})
-        for key, value in items.items():
-            if key not in keys:
-                raise UsageError(f"{path}: unknown key {key!r} in section [{section}]")
-            action = next(a for a in parser._actions if a.dest == key)
-            defaults[key] = action.type(value) if action.type else value
+    for key, value in read_ini(first.configfile, wanted, missing_ok=True).items():
+        if key not in actions:
+            raise UsageError(f"{first.configfile}: unknown key {key!r}")
+        action = actions[key]
+        try:
+            defaults[key] = action.type(str(value)) if action.type else value
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            raise UsageError(f"{first.configfile}: {key} = {value!r}: {exc}") from None
     parser.set_defaults(**defaults)
     return parser.parse_args(argv)
 
