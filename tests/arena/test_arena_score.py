@@ -108,3 +108,21 @@ def test_median_with_infinities():
     assert median([1.0, INF]) == INF
     assert median([3.0, 1.0, 2.0, 4.0]) == 2.5
     assert median([]) == INF
+
+
+def test_target_and_budget_rule_by_hand():
+    from arena.targets import derive
+
+    # five reruns: best metrics 0.90, 0.92, 0.94, 0.91, 0.93 -> target = median = 0.92
+    curves = [
+        [(1.0, 0.85), (2.0, 0.90)],
+        [(1.0, 0.88), (3.0, 0.92)],  # reaches 0.92 at 3.0
+        [(1.5, 0.92), (2.5, 0.94)],  # at 1.5
+        [(1.0, 0.91)],  # never
+        [(2.0, 0.93)],  # at 2.0
+    ]
+    reruns = [{"best_val": max(v for _, v in c), "curve": [{"cpu": t, "val": v} for t, v in c]} for c in curves]
+    target, budget, times = derive(reruns, "max")
+    assert target == pytest.approx(0.92)
+    assert times == [INF, 3.0, 1.5, INF, 2.0]
+    assert budget == pytest.approx(4 / 3 * 3.0)  # median of (1.5, 2.0, 3.0, inf, inf) = 3.0
