@@ -16,12 +16,12 @@ import torch
 
 from sgd_genfunc.problems import fit_power_laws, power_law_coefficients, power_law_spectrum, real_problem
 from sgd_genfunc.theory import (
+    batch_noise_factor,
     classify_phase,
     critical_alpha,
     effective_lr,
     fit_slope,
     full_run,
-    gamma,
     loss_exponent,
     negative_momentum_condition,
     noise_asymptote,
@@ -123,7 +123,7 @@ def r1_regimes(preset: str = "ci", seed: int = 42) -> Reproduction:
     rep.data["lr_scale"] = scale
     alpha, beta = 1.2, 0.0
     for b in P["bs"]:
-        g = gamma(N, b)
+        g = batch_noise_factor(N, b)
         sd_p = sd_run(prob.lam, prob.c, T, alpha, beta, g, 1.0).loss
         sd_m = sd_run(prob.lam, prob.c, T, alpha, beta, g, -1.0).loss
         curves = {"SD tau=+1": sd_p, "SD tau=-1": sd_m}
@@ -211,7 +211,7 @@ def r2_critical(T: int = 20_000) -> Reproduction:
     general = [(10, 0.0, 1.9592), (10, 0.5, 2.4779), (10, 0.9, 0.8610), (100, 0.9, 3.5619)]
     rows = [(1, 0.0, a_c)]
     for b, beta, expect in general:
-        v = critical_alpha(lam, beta, gamma(N, b), 1.0)
+        v = critical_alpha(lam, beta, batch_noise_factor(N, b), 1.0)
         rep.check(f"alpha_c b={b} beta={beta}", f"{expect}", f"{v:.4f}", abs(v - expect) / expect < 1e-4)
         rows.append((b, beta, v))
     al, bt, gm = [], [], []
@@ -219,7 +219,7 @@ def r2_critical(T: int = 20_000) -> Reproduction:
         for f in (0.97, 1.03):
             al.append(f * v)
             bt.append(beta)
-            gm.append(gamma(N, b))
+            gm.append(batch_noise_factor(N, b))
     res = sd_run(lam, c, T, torch.tensor(al), torch.tensor(bt), torch.tensor(gm), 1.0)
     ratio = (res.loss[:, -1] / res.loss[:, 0]).tolist()
     rep.check(
@@ -232,7 +232,7 @@ def r2_critical(T: int = 20_000) -> Reproduction:
         ratio[2 * i] < 1 and (not math.isfinite(ratio[2 * i + 1]) or ratio[2 * i + 1] > 1) for i in range(1, len(rows))
     )
     rep.check("general: converge at 0.97, diverge at 1.03", "all 4 configs", f"{ratio[2::2]} / {ratio[3::2]}", ok)
-    g10 = gamma(N, 10)
+    g10 = batch_noise_factor(N, 10)
     from sgd_genfunc.theory import asymptote_plus1
 
     asym, exact = float(asymptote_plus1(0.99, g10, lam)), critical_alpha(lam, 0.99, g10, 1.0)
@@ -263,7 +263,7 @@ def r3_phases(preset: str = "ci") -> Reproduction:
     )
     lam = power_law_spectrum(N, nu)
     cs = torch.stack([power_law_coefficients(N, k) for k in kappas])
-    g = gamma(N, b)
+    g = batch_noise_factor(N, b)
     res = sd_run(lam, cs, T, alpha, beta, g, 1.0)
     t = np.arange(T + 1)
     slopes, ratios = [], []
@@ -354,8 +354,8 @@ def r5_budget() -> Reproduction:
     prop, fixed, curves = [], [], {}
     for b in bs:
         T = 1600 // b
-        Lp = sd_run(lam, c, T, 0.02 * b, 0.0, gamma(N, b), 1.0).loss
-        Lf = sd_run(lam, c, T, 0.3, 0.0, gamma(N, b), 1.0).loss
+        Lp = sd_run(lam, c, T, 0.02 * b, 0.0, batch_noise_factor(N, b), 1.0).loss
+        Lf = sd_run(lam, c, T, 0.3, 0.0, batch_noise_factor(N, b), 1.0).loss
         prop.append(float(Lp[-1] / Lp[0]))
         fixed.append(float(Lf[-1] / Lf[0]))
         curves[b] = (Lp, Lf)
@@ -385,7 +385,7 @@ def r6_stability_map(preset: str = "ci", T: int = 2000) -> Reproduction:
     betas = -1 + (2 * np.arange(n) + 1) / n
     maps = {}
     for b in (1, 10):
-        g = gamma(N, b)
+        g = batch_noise_factor(N, b)
         A, B = np.meshgrid(alphas, betas, indexing="ij")
         res = sd_run(lam, c, T, torch.tensor(A.ravel()), torch.tensor(B.ravel()), g, 1.0)
         ratio = (res.loss[:, -1] / res.loss[:, 0]).numpy().reshape(n, n)

@@ -18,10 +18,10 @@ from common.runtime import resolve_device
 from sgd_genfunc import scripting
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import (
+    batch_noise_factor,
     classify_phase,
     effective_lr,
     fit_slope,
-    gamma,
     loss_exponent,
     noise_asymptote,
     sd_run,
@@ -75,7 +75,7 @@ def main(argv=None):
     t1 = args.fit_max or args.n_steps
     check_range(args.fit_min, t1, "--fit_min, --fit_max", strict=True)
     device = resolve_device(args.device)
-    g = gamma(args.N, args.batch_size)
+    g = batch_noise_factor(args.N, args.batch_size)
     t0 = time.time()
     args.resume = False
     run = scripting.open_script_run("phase_exponents", args)

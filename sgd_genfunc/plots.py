@@ -41,13 +41,13 @@ def plot_r1(rep, path: Path) -> Path:
 def plot_r2(rep, path: Path) -> Path:
     use_style()
     from sgd_genfunc.problems import power_law_spectrum
-    from sgd_genfunc.theory import asymptote_minus1, asymptote_plus1, critical_alpha, gamma
+    from sgd_genfunc.theory import asymptote_minus1, asymptote_plus1, batch_noise_factor, critical_alpha
 
     lam = power_law_spectrum(1000, 1.5)
     betas = np.linspace(-0.99, 0.99, 100)
     fig, ax = new_figure("R2: critical alpha (N = 1000, nu = 1.5, tau = 1)", "momentum beta", "alpha_c(beta)")
     for b in (1, 10, 100):
-        g = gamma(1000, b)
+        g = batch_noise_factor(1000, b)
         ax.plot(betas, critical_alpha(lam, betas, g, 1.0), label=f"b = {b}")
         ax.plot(betas[betas > 0.5], asymptote_plus1(betas[betas > 0.5], g, lam), ":", lw=1)
     ax.plot(betas, asymptote_minus1(betas), "k--", lw=1, label="2(1+beta)/lambda_max")
@@ -107,7 +107,7 @@ def plot_r5(rep, path: Path) -> Path:
 def plot_r6(rep, path: Path) -> Path:
     use_style()
     from sgd_genfunc.problems import power_law_spectrum
-    from sgd_genfunc.theory import asymptote_minus1, asymptote_plus1, gamma
+    from sgd_genfunc.theory import asymptote_minus1, asymptote_plus1, batch_noise_factor
 
     maps = rep.data["maps"]
     fig, axes = new_figure("R6: log10 L_T/L_0 over (beta, alpha)", "momentum beta", "step alpha", ncols=len(maps))
@@ -121,7 +121,13 @@ def plot_r6(rep, path: Path) -> Path:
         ax.plot(betas, m["alpha_c"], "w-", label="U~(1) = 1")
         ax.plot(betas, asymptote_minus1(betas), "r--", lw=1, label="beta -> -1")
         pos = betas > 0
-        ax.plot(betas[pos], asymptote_plus1(betas[pos], gamma(len(lam), b), lam), "m--", lw=1, label="beta -> 1")
+        ax.plot(
+            betas[pos],
+            asymptote_plus1(betas[pos], batch_noise_factor(len(lam), b), lam),
+            "m--",
+            lw=1,
+            label="beta -> 1",
+        )
         ax.plot(*m["best"][::-1], "r*", ms=10, label="minimum")
         ax.set_ylim(0, alphas.max())
         ax.set_title(f"b = {b}", fontsize=9)

@@ -17,7 +17,7 @@ from common.cli import UsageError, check_range, nonneg_int, positive_float, posi
 from common.runtime import resolve_device
 from sgd_genfunc import scripting
 from sgd_genfunc.claims import Reproduction
-from sgd_genfunc.theory import critical_alpha, gamma, sd_run
+from sgd_genfunc.theory import batch_noise_factor, critical_alpha, sd_run
 
 
 def build_parser():
@@ -53,7 +53,7 @@ def main(argv=None):
         raise UsageError(f"--lambda_min must lie in [0, 1), got {args.lambda_min}")
     check_range(args.beta_min, args.beta_max, "--beta_min, --beta_max", strict=True)
     device = resolve_device(args.device)
-    gs = [gamma(args.N, b) for b in args.batch_size]
+    gs = [batch_noise_factor(args.N, b) for b in args.batch_size]
     t0 = time.time()
     args.resume = False
     run = scripting.open_script_run("scan_alpha_beta", args)

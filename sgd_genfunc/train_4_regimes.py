@@ -16,7 +16,7 @@ from common.cli import run_main
 from common.runs import progress
 from sgd_genfunc import scripting
 from sgd_genfunc.problems import fit_power_laws, real_problem
-from sgd_genfunc.theory import classify_phase, gamma
+from sgd_genfunc.theory import batch_noise_factor, classify_phase
 from sgd_genfunc.training import run_regimes
 
 REGIMES = ("mlp", "mean_field", "gauss", "linearized")
@@ -73,7 +73,7 @@ def run_script(
                 rows += [(key, regime, r, curve[r]) for r in range(curve.shape[0])]
             else:
                 rows.append((key, regime, 0, curve))
-        g = gamma(N, c["b"], args.replacement)
+        g = batch_noise_factor(N, c["b"], args.replacement)
         row = scripting.sd_summary(key, next(v for v in res.values() if v.ndim == 1), -1, prob, c, g, 1.0)
         row["final_loss"] = {k: scripting.finite(float(v.reshape(-1, v.shape[-1]).mean(0)[-1])) for k, v in res.items()}
         row["diverged_at"] = {k: scripting.first_divergence(v.reshape(-1, v.shape[-1]).mean(0)) for k, v in res.items()}

@@ -13,7 +13,7 @@ import torch
 
 from common.cli import run_main
 from sgd_genfunc import scripting
-from sgd_genfunc.theory import full_run, gamma
+from sgd_genfunc.theory import batch_noise_factor, full_run
 
 
 def build_parser():
@@ -47,7 +47,7 @@ def main(argv=None):
     bar = scripting.progress_bar(args, args.n_steps * len(cfgs), "full steps")
     for c in cfgs:
         key = scripting.config_key(c, args)
-        g = gamma(N, c["b"], args.replacement)
+        g = batch_noise_factor(N, c["b"], args.replacement)
         val = store.get(key)
         if val is None:
             alpha, beta = scripting.step_schedules(c, args)

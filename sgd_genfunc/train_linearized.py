@@ -14,7 +14,7 @@ import torch
 
 from common.cli import nonneg_float, positive_int, run_main
 from sgd_genfunc import scripting
-from sgd_genfunc.theory import gamma
+from sgd_genfunc.theory import batch_noise_factor
 from sgd_genfunc.training import ResidualAdam, ResidualSGD, batch_streams, train_linearized
 
 
@@ -75,7 +75,7 @@ def main(argv=None):
         if track:
             diag[key] = val["diag"]
         rows += [(key, "linearized", r, val["loss"][r]) for r in range(val["loss"].shape[0])]
-        g = gamma(N, c["b"], args.replacement)
+        g = batch_noise_factor(N, c["b"], args.replacement)
         row = scripting.sd_summary(key, val["loss"].mean(0), max(val["diverged_at"]), prob, c, g, 1.0)
         row["diverged_runs"] = sum(d >= 0 for d in val["diverged_at"])
         summary_rows.append(row)

@@ -14,7 +14,7 @@ import torch
 
 from common.cli import run_main
 from sgd_genfunc import scripting
-from sgd_genfunc.theory import classify_phase, gamma, sd_run
+from sgd_genfunc.theory import batch_noise_factor, classify_phase, sd_run
 
 
 def build_parser():
@@ -48,7 +48,9 @@ def main(argv=None):
             if args.sched == "constant":
                 alpha = torch.tensor([c["alpha"] for c in group], dtype=torch.float64, device=device)
                 beta = torch.tensor([c["beta"] for c in group], dtype=torch.float64, device=device)
-            g = torch.tensor([gamma(N, c["b"], args.replacement) for c in group], dtype=torch.float64, device=device)
+            g = torch.tensor(
+                [batch_noise_factor(N, c["b"], args.replacement) for c in group], dtype=torch.float64, device=device
+            )
             g = g if args.sched == "constant" else float(g[0])
             res = sd_run(prob.lam, prob.c, args.n_steps, alpha, beta, g, args.tau, track, on_steps=bar.update)
             loss, div = res.loss.reshape(-1, args.n_steps + 1), res.diverged_at.reshape(-1)
@@ -65,7 +67,7 @@ def main(argv=None):
         if track:
             diag[key] = val["diag"]
         rows.append((key, f"sd/tau={args.tau}", 0, val["loss"]))
-        g = gamma(N, c["b"], args.replacement)
+        g = batch_noise_factor(N, c["b"], args.replacement)
         summary_rows.append(scripting.sd_summary(key, val["loss"], val["diverged_at"], prob, c, g, args.tau))
         row = summary_rows[-1]
         print(f"{key}: L_T = {float(val['loss'][-1]):.4g}, alpha_c = {row['alpha_c']:.4g}, U~(1) = {row['U1']:.4g}")

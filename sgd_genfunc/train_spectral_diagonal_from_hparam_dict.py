@@ -17,7 +17,7 @@ from common.runtime import resolve_device
 from sgd_genfunc import scripting
 from sgd_genfunc.hparams import read_hparam_dict
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
-from sgd_genfunc.theory import gamma, sd_run
+from sgd_genfunc.theory import batch_noise_factor, sd_run
 
 
 def build_parser():
@@ -45,7 +45,7 @@ def main(argv=None):
     if args.batch_size > args.N:
         raise UsageError(f"--batch_size must lie in [1, N={args.N}], got {args.batch_size}")
     device = resolve_device(args.device)
-    g = gamma(args.N, args.batch_size)
+    g = batch_noise_factor(args.N, args.batch_size)
     t0 = time.time()
     run = scripting.open_script_run("train_spectral_diagonal_from_hparam_dict", args)
     curves, rows, summary = {}, [], []

@@ -18,7 +18,7 @@ from sgd_genfunc.claims import Reproduction
 from sgd_genfunc.hparams import write_hparam_dict
 from sgd_genfunc.plots import plot_r4
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum
-from sgd_genfunc.theory import gamma, negative_momentum_condition, optimal_alpha, optimal_beta
+from sgd_genfunc.theory import batch_noise_factor, negative_momentum_condition, optimal_alpha, optimal_beta
 
 
 def beta_grid(text: str) -> np.ndarray:
@@ -62,7 +62,7 @@ def main(argv=None):
             raise UsageError(f"--pairs entries must be nu,kappa with both > 0, got {pair}")
     betas = beta_grid(args.betas)
     device = resolve_device(args.device)
-    g = gamma(args.N, args.batch_size)
+    g = batch_noise_factor(args.N, args.batch_size)
     t0 = time.time()
     run = scripting.open_script_run("tune_alpha_beta", args)
     rows, hp, pairs, alpha_rows, beta_rows = [], {}, {}, [], []

@@ -25,7 +25,7 @@ from sgd_genfunc.theory.genfunc import (
     v_tilde_at_1,
 )
 from sgd_genfunc.theory.phases import classify_phase, fit_slope, loss_exponent, noise_asymptote, signal_asymptote
-from sgd_genfunc.theory.sampling import batch_second_moment, gamma
+from sgd_genfunc.theory.sampling import batch_noise_factor, batch_second_moment, gamma
 from sgd_genfunc.theory.sd import SDResult, SDState, sd_init, sd_run, sd_step
 from sgd_genfunc.theory.stability import (
     asymptote_minus1,
@@ -71,6 +71,7 @@ __all__ = [
     "signal_asymptote",
     "batch_second_moment",
     "gamma",
+    "batch_noise_factor",
     "SDResult",
     "SDState",
     "sd_init",

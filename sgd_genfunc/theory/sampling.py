@@ -15,8 +15,9 @@ import torch
 from sgd_genfunc.theory.params import as_tensor
 
 
-def gamma(N: int, b: int, replacement: bool = False) -> float:
-    """Batch noise factor gamma of (E2).
+def batch_noise_factor(N: int, b: int, replacement: bool = False) -> float:
+    """Batch noise factor gamma of (E2) (public alias `gamma`, the paper's symbol; the dynamics take its value as
+    their `gamma` argument).
 
     Args: N: train-set size (>= 2); b: batch size (1 <= b, and b <= N without replacement);
     replacement: draw b indices independently (gamma = 1/b) instead of b distinct ones.
@@ -31,11 +32,14 @@ def gamma(N: int, b: int, replacement: bool = False) -> float:
     return (N - b) / ((N - 1) * b)
 
 
+gamma = batch_noise_factor  # the paper's symbol, the name of the seed-facing API
+
+
 def batch_second_moment(C, b: int, replacement: bool = False) -> torch.Tensor:
     """E_B[(N/b)^2 S_B C S_B] = (1 - gamma) C + gamma N diag(C) (E2), for a symmetric (N, N) matrix C."""
     C = as_tensor(C)
     if C.ndim != 2 or C.shape[0] != C.shape[1]:
         raise ValueError(f"C must be a square matrix, got shape {tuple(C.shape)}")
     N = C.shape[0]
-    g = gamma(N, b, replacement)
+    g = batch_noise_factor(N, b, replacement)
     return (1.0 - g) * C + g * N * torch.diag(torch.diagonal(C))

@@ -15,7 +15,7 @@ import copy
 import torch
 
 from sgd_genfunc.theory.full import full_run
-from sgd_genfunc.theory.sampling import gamma as gamma_of
+from sgd_genfunc.theory.sampling import batch_noise_factor
 from sgd_genfunc.theory.sd import sd_run
 from sgd_genfunc.training.batches import batch_streams
 from sgd_genfunc.training.linearized import ResidualSGD, train_linearized
@@ -60,7 +60,7 @@ def run_regimes(
     out = {}
     for cfg in configs:
         b, alpha, beta = int(cfg["b"]), float(cfg["alpha"]), float(cfg["beta"])
-        g = gamma_of(N, b, replacement)
+        g = batch_noise_factor(N, b, replacement)
         res = {}
         for regime in regimes:
             tau = _tau_of(regime)
