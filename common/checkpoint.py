@@ -17,7 +17,6 @@ reconstruction is the only extra type allowed.
 from __future__ import annotations
 
 import collections
-import importlib
 import os
 import pickle
 import random
@@ -40,20 +39,15 @@ _PLAIN_LEAVES = (str, int, float, complex, bool, type(None), torch.Tensor, torch
 
 
 def _numpy_safe_globals() -> list[Any]:
-    """The numpy pieces a version-1 checkpoint needs (array reconstruction only; never arbitrary callables)."""
-    try:
-        multiarray = importlib.import_module("numpy._core.multiarray")  # numpy >= 2
-    except ImportError:
-        multiarray = importlib.import_module("numpy.core.multiarray")
-    names = [multiarray._reconstruct, np.ndarray, np.dtype]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes through their classes
-    if dtypes is not None:
-        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType") and n != "ObjectDType"]
-    return names
+    """What numpy arrays and scalars pickled by numpy 1.x need: rebuilders and numeric dtypes, no callable else."""
+    from numpy.core import multiarray
+
+    numeric = {type(np.dtype(code)) for code in np.typecodes["AllInteger"] + np.typecodes["AllFloat"] + "?"}
+    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *sorted(numeric, key=str)]
 
 
 def _bytes_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.zeros(0, dtype=torch.uint8)
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
 
 
 def _encode(obj: Any, where: str) -> Any:
@@ -123,21 +117,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def _unsafe_globals(path: Path) -> str:
-    """The globals a refused file asks for (for the error line), when torch can list them."""
-    lister = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a refused file asks for beyond the allowed ones (empty when torch cannot list them)."""
     try:
-        found = sorted(set(lister(path)) - {f"{g.__module__}.{g.__qualname__}" for g in _numpy_safe_globals()})
-    except Exception:  # noqa: BLE001 - only for the message; a legacy-format pickle cannot be listed
-        return ""
-    return f" ({', '.join(found[:3])}{', ...' if len(found) > 3 else ''})" if found else ""
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - only for the message: torch < 2.5, or a pickle that is no zip archive
+        found = []
+    return sorted(set(found) - {f"{g.__module__}.{g.__qualname__}" for g in _numpy_safe_globals()})
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, with ``torch.load(weights_only=True)``.
 
     Raises :class:`~common.cli.MissingInputError` when the file is missing and :class:`~common.cli.UsageError`
-    (one line naming the file) when it is not a checkpoint or needs more than plain data and tensors to load.
+    (one line naming the file) when it cannot be read or needs more than plain data and tensors to load.
     """
     path = Path(path)
     if not path.is_file():
@@ -145,15 +138,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
-            raise UsageError(
-                f"refusing to load checkpoint {path}: it holds objects other than plain data and tensors"
-                f"{_unsafe_globals(path)}, and loading those could run code; write it again with this version"
-            ) from None
-        raise UsageError(f"checkpoint {path} is not a torch checkpoint: {str(exc).splitlines()[0]}") from None
+    except pickle.UnpicklingError:
+        names = _unsafe_globals(path)
+        asks = f" (it asks for {', '.join(names)})" if names else ""
+        raise UsageError(
+            f"refusing to load checkpoint {path}: it holds more than plain data and tensors{asks}, "
+            "and loading that could run code; write it again with common.checkpoint.save_checkpoint"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UsageError(f"checkpoint {path} cannot be read (truncated or not a torch checkpoint): {exc}") from None
+        raise UsageError(
+            f"checkpoint {path} cannot be read: empty, truncated or not a torch checkpoint ({type(exc).__name__})"
+        ) from None
     if not isinstance(payload, dict):
         raise UsageError(f"checkpoint {path} holds a {type(payload).__name__}, not a dict of state")
     return _decode(payload)
@@ -161,15 +156,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def rng_state() -> dict[str, Any]:
     """Snapshot of python, numpy, torch (and CUDA) generator states as plain data (tuples, ints, tensors)."""
-    np_state = np.random.get_state(legacy=False)
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
+            "bit_generator": kind,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
         },
         "torch": torch.get_rng_state(),
     }
@@ -179,23 +174,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore a snapshot taken by :func:`rng_state` (or the numpy tuple form that version 1 stored)."""
+    """Restore a snapshot taken by :func:`rng_state` (or the numpy tuple form stored before the plain-data rule)."""
     python = state["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
     numpy = state["numpy"]
     if isinstance(numpy, dict):
-        key = numpy["key"]
-        key = key.numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
-        np.random.set_state(
-            {
-                "bit_generator": numpy["bit_generator"],
-                "state": {"key": key.astype(np.uint32), "pos": int(numpy["pos"])},
-                "has_gauss": int(numpy["has_gauss"]),
-                "gauss": float(numpy["gauss"]),
-            }
-        )
-    else:
-        np.random.set_state(numpy)
-    torch.set_rng_state(state["torch"].cpu() if hasattr(state["torch"], "cpu") else state["torch"])
+        numpy = (numpy["bit_generator"], np.asarray(numpy["key"]), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
+    np.random.set_state(numpy)
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -6,6 +6,7 @@ import argparse
 import collections
 import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ from common.cli import MissingInputError, UsageError
 
 def test_round_trip_keeps_version_and_values(tmp_path: Path) -> None:
     state = {"step": 3, "weights": torch.arange(4.0), "nested": {"a": [1, 2.5, "x", None, True]}}
-    path = save_checkpoint(tmp_path / "deep" / "ck.pt", state)
-    assert path == tmp_path / "deep" / "ck.pt" and path.is_file()
+    path = save_checkpoint(tmp_path / "deep" / "er" / "ck.pt", state)
+    assert path == tmp_path / "deep" / "er" / "ck.pt" and path.is_file()
     loaded = load_checkpoint(path)
     assert loaded["version"] == CHECKPOINT_VERSION == 1
     assert loaded["step"] == 3 and loaded["nested"] == {"a": [1, 2.5, "x", None, True]}
@@ -35,14 +36,19 @@ def test_missing_checkpoint_is_a_usage_error(tmp_path: Path) -> None:
 def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save_checkpoint(tmp_path / "ck.pt", {"step": 1})
 
+    seen: list[list[str]] = []
+
     def crash(obj, handle) -> None:
         handle.write(b"half a file")
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
+    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][1] == "ck.pt"
+    assert re.fullmatch(r"\.ck\.pt\..+\.tmp", seen[0][0]), f"temporary file beside the target: {seen[0][0]}"
     assert load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
 
@@ -80,12 +86,14 @@ def test_crafted_file_is_refused_and_runs_nothing(tmp_path: Path, writer: str) -
         torch.save(payload, path)
     else:
         path.write_bytes(pickle.dumps(payload))
-    with pytest.raises(UsageError, match=r"refusing to load checkpoint .*evil\.pt: .*could run code") as info:
+    with pytest.raises(UsageError) as info:
         load_checkpoint(path)
-    assert "\n" not in str(info.value), "one line"
+    asks = " (it asks for builtins.getattr, pathlib.Path, pathlib.PosixPath)" if writer == "torch" else ""
+    assert str(info.value) == (
+        f"refusing to load checkpoint {path}: it holds more than plain data and tensors{asks}, and loading that "
+        "could run code; write it again with common.checkpoint.save_checkpoint"
+    ), "one line, naming the file (and, where torch can list them, what it asks for)"
     assert not marker.exists(), "nothing in the file may run"
-    if writer == "torch":
-        assert "pathlib" in str(info.value), "the line names what the file asked for"
 
 
 def test_saving_anything_but_plain_data_is_rejected_before_writing(tmp_path: Path) -> None:
@@ -96,8 +104,12 @@ def test_saving_anything_but_plain_data_is_rejected_before_writing(tmp_path: Pat
         save_checkpoint(path, {"x": np.array([object()])})
     with pytest.raises(TypeError, match=r"cannot store a \w*Path key at state"):
         save_checkpoint(path, {Path("a"): 1})
-    with pytest.raises(TypeError, match="cannot store pathlib"):
+    with pytest.raises(TypeError) as info:
         save_checkpoint(path, {"p": Path("a")})
+    assert str(info.value) == (
+        f"cannot store pathlib.{type(Path('a')).__name__} at state['p']: a checkpoint holds only plain data (dict, "
+        "list, tuple, set, str, bytes, numbers, bool, None), tensors and numeric numpy arrays"
+    )
     assert not path.exists() and not list(tmp_path.iterdir()), "nothing written"
 
 
@@ -106,6 +118,8 @@ def test_numpy_and_torch_values_round_trip_exactly(tmp_path: Path) -> None:
         "arr": np.arange(6, dtype=np.uint32).reshape(2, 3),
         "f16": np.array([1.5, -2.25], dtype=np.float16),
         "empty": np.zeros((0, 2)),
+        "zero_d": np.array(3.5),
+        "no_bytes": b"",
         "scalar": np.float64(0.1),
         "iscalar": np.int32(-7),
         "history": [{"loss": np.float32(0.25), "step": 3}],
@@ -116,7 +130,7 @@ def test_numpy_and_torch_values_round_trip_exactly(tmp_path: Path) -> None:
         "tagged_like": {"data": b"x", "dtype": "<f8"},
     }
     loaded = load_checkpoint(save_checkpoint(tmp_path / "np.pt", state))
-    for key in ("arr", "f16", "empty"):
+    for key in ("arr", "f16", "empty", "zero_d"):
         assert type(loaded[key]) is np.ndarray and loaded[key].dtype == state[key].dtype
         assert np.array_equal(loaded[key], state[key]) and loaded[key].shape == state[key].shape
         assert loaded[key].flags.writeable
@@ -127,7 +141,14 @@ def test_numpy_and_torch_values_round_trip_exactly(tmp_path: Path) -> None:
     assert loaded["meta"] == state["meta"] and type(loaded["meta"][2]) is torch.Size
     assert isinstance(loaded["param"], torch.nn.Parameter) and torch.equal(loaded["param"], state["param"])
     assert torch.equal(loaded["int_keys"][0]["step"], torch.tensor(4.0)) and loaded["int_keys"][1] == "x"
-    assert loaded["tagged_like"] == {"data": b"x", "dtype": "<f8"}
+    assert loaded["tagged_like"] == {"data": b"x", "dtype": "<f8"} and loaded["no_bytes"] == b""
+    raw = torch.load(tmp_path / "np.pt", weights_only=True)  # on disk: tensors of bytes, no numpy object
+    assert raw["arr"]["data"].dtype == torch.uint8 and raw["arr"]["data"].numel() == 6 * 4
+    assert raw["no_bytes"]["data"].dtype == torch.uint8 and raw["no_bytes"]["data"].numel() == 0
+    assert raw["tagged_like"] == {
+        "data": {"__checkpoint_numpy__": "bytes", "data": torch.tensor([120], dtype=torch.uint8)},
+        "dtype": "<f8",
+    }
 
 
 def test_checkpoint_of_the_previous_encoding_still_loads_and_replays(tmp_path: Path) -> None:
@@ -137,13 +158,14 @@ def test_checkpoint_of_the_previous_encoding_still_loads_and_replays(tmp_path: P
     torch.manual_seed(6)
     old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     path = tmp_path / "v1.pt"
-    torch.save({"version": 1, "step": 9, "rng": old_rng, "w": np.ones(2)}, path)
+    torch.save({"version": 1, "step": 9, "rng": old_rng, "w": np.ones(2), "s": np.float32(0.5)}, path)
     expected = (random.random(), np.random.rand(), torch.rand(2))
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
     loaded = load_checkpoint(path)
     assert loaded["version"] == 1 and loaded["step"] == 9 and np.array_equal(loaded["w"], np.ones(2))
+    assert type(loaded["s"]) is np.float32 and loaded["s"] == 0.5
     set_rng_state(loaded["rng"])
     got = (random.random(), np.random.rand(), torch.rand(2))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
@@ -166,13 +188,46 @@ def test_rng_state_is_plain_data() -> None:
     assert np.random.get_state()[2] == s["numpy"]["pos"]
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
-def test_unreadable_file_is_one_line_naming_it(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "error"), [(b"", "EOFError"), (b"PK\x03\x04truncated zip", "RuntimeError")], ids=["empty", "zip"]
+)
+def test_unreadable_file_is_one_line_naming_it(tmp_path: Path, content: bytes, error: str) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
-    with pytest.raises(UsageError, match=r"checkpoint .*bad\.pt") as info:
+    with pytest.raises(UsageError) as info:
         load_checkpoint(path)
-    assert "\n" not in str(info.value)
+    assert str(info.value) == f"checkpoint {path} cannot be read: empty, truncated or not a torch checkpoint ({error})"
+
+
+def test_a_file_that_is_no_pickle_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "text.pt"
+    path.write_text("not a checkpoint at all")
+    with pytest.raises(UsageError, match=r"refusing to load checkpoint .*text\.pt: it holds more than plain data"):
+        load_checkpoint(path)
+
+
+def test_cuda_generators_are_saved_and_restored_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1, 2], dtype=torch.uint8)])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", calls.append)
+    state = rng_state()
+    assert [t.tolist() for t in state["cuda"]] == [[1, 2]]
+    set_rng_state(state)
+    assert len(calls) == 1 and calls[0] is state["cuda"]
+    set_rng_state({k: v for k, v in state.items() if k != "cuda"})
+    assert len(calls) == 1, "no CUDA state saved: nothing to restore"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    set_rng_state(state)
+    assert len(calls) == 1, "CUDA state is ignored where CUDA is not available"
+    assert "cuda" not in rng_state()
+
+
+def test_old_encoding_with_python_objects_in_an_array_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pt"
+    torch.save({"version": 1, "a": np.array([1, "a"], dtype=object)}, path)
+    with pytest.raises(UsageError, match=r"refusing to load checkpoint .*objects\.pt"):
+        load_checkpoint(path)
 
 
 def test_a_file_that_is_not_a_dict_is_refused(tmp_path: Path) -> None:
