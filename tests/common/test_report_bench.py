@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,30 @@ def test_bench_ratio_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     data = json.loads(path.read_text())
     assert [r["verdict"] for r in data["rows"]] == ["pass", "fail", "-"] and "torch" in data and "threads" in data
     assert "B1" in capsys.readouterr().out
+
+
+def test_bench_times_with_torch_benchmark_timer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torch.utils import benchmark
+
+    calls: list[int] = []
+    timing = measure(lambda: calls.append(1), warmup=5, reps=4)
+    assert len(calls) == 5 - 2 + 4 * (1 + 2), "each rep is Timer.timeit(1): two untimed calls, one timed"
+    assert isinstance(timing.measurement, benchmark.Measurement) and len(timing.times_s) == 4
+    assert timing.median_s == statistics.median(timing.times_s)
+    order: list[str] = []
+    base, ours = compare(lambda: order.append("b"), lambda: order.append("c"), warmup=0, reps=2)
+    assert order == ["b"] * 3 + ["c"] * 3 + ["b"] * 3 + ["c"] * 3, "interleaved repetitions"
+    report = BenchReport("unit_timer", out_dir=tmp_path)
+    row = report.add("T1", "append", base, ours, target=0.0)
+    assert row.baseline_s == base.median_s and row.ours_s == ours.median_s and row.verdict == "pass"
+    data = json.loads(report.finish().read_text())
+    assert data["rows"][0]["baseline_s"] == base.median_s
+    out = capsys.readouterr().out
+    assert "[------" in out and "unit_timer" in out and "baseline" in out, "torch's Compare table is printed"
+    with pytest.raises(ValueError, match="reps must be >= 1"):
+        measure(lambda: None, reps=0)
+    with pytest.raises(ValueError, match="warmup must be >= 0"):
+        compare(lambda: None, lambda: None, warmup=-1)
 
 
 def test_plot_saves_png(tmp_path: Path) -> None:
