@@ -10,7 +10,6 @@ no reader for them). Array-backed sets return
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections.abc import Callable
@@ -50,12 +49,11 @@ class ImageTensors(Dataset):
         return self.images.float() / 255.0, self.targets
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def md5sum(path: Path) -> str:
+    """md5 of a file, by torchvision's own routine (the one that checks CIFAR/SVHN)."""
+    from torchvision.datasets.utils import calculate_md5
+
+    return calculate_md5(str(path))
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
