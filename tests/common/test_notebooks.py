@@ -27,19 +27,9 @@ CELL_TIMEOUT_S = 120
 # Notebooks that are not committed executed yet, each being executed by its paper's owner in this session (strict:
 # the mark must go once the notebook is committed with its figures).
 NOT_YET_EXECUTED: dict[str, str] = {
-    "autowu_mechanics.ipynb": "being executed by autowu in this session",
     "autowu_reproduction.ipynb": "being executed by autowu in this session",
-    "forward_grad_01_approximation.ipynb": "being executed by forward_grad in this session",
     "forward_grad_02_closed_form.ipynb": "being executed by forward_grad in this session",
     "forward_grad_03_nn_and_search.ipynb": "being executed by forward_grad in this session",
-    "hp_scaling_lr_sweep.ipynb": "being executed by hp_scaling in this session",
-    "hp_scaling_paths_and_init.ipynb": "being executed by hp_scaling in this session",
-    "line_search_armijo.ipynb": "being executed by line_search in this session",
-    "line_search_digits.ipynb": "being executed by line_search in this session",
-    "sgd_genfunc_NegativeMomentum.ipynb": "being executed by sgd_genfunc in this session",
-    "sgd_genfunc_PhaseDiagram.ipynb": "being executed by sgd_genfunc in this session",
-    "sgd_genfunc_RegimeComparison.ipynb": "being executed by sgd_genfunc in this session",
-    "sgd_genfunc_SGD_generating_funcs.ipynb": "being executed by sgd_genfunc in this session",
 }
 
 
