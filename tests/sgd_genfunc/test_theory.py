@@ -440,3 +440,81 @@ def test_lambda_crit_and_asymptote_details():
     assert asymptote_plus1(0.9, 0.5, [1.0, 0.5]) == pytest.approx(0.2 / (0.5 * math.sqrt(0.5)), rel=1e-13)
     with pytest.raises(ValueError, match=r"gamma must be > 0 for the beta -> 1 asymptote, got 0"):
         asymptote_plus1(0.9, 0, [1.0, 0.5])
+
+
+# --- generating-function details (DESIGN.md §3.4), against sd_run and hand formulas ---
+
+GF_LAM = power_law_spectrum(30, 1.5)
+GF_C = power_law_coefficients(30, 1.0)
+
+
+def test_loss_genfunc_equals_the_loss_series():
+    """L~(z) = sum_t L_t z^t with L_t from sd_run, for a config with every argument away from its default."""
+    from sgd_genfunc.theory import loss_genfunc
+
+    alpha, beta, g, tau = 0.6, 0.3, 0.4, 0.5
+    assert spectral_radius(GF_LAM, alpha, beta, g * tau) < 1
+    L = sd_run(GF_LAM, GF_C, 400, alpha, beta, g, tau).loss
+    z = torch.tensor([0.5, 0.8], dtype=torch.float64)
+    series = (L[None, :] * z[:, None] ** torch.arange(401, dtype=torch.float64)).sum(-1)
+    got = loss_genfunc(z, GF_LAM, GF_C, alpha, beta, g, tau)
+    assert got.shape == (2,)
+    torch.testing.assert_close(got, series, rtol=1e-10, atol=0)
+
+
+def test_genfunc_defaults_are_beta0_gamma1_tau1():
+    from sgd_genfunc.theory import loss_genfunc, loss_sum, u_tilde_at_1, v_tilde_at_1
+
+    lam, c, a = GF_LAM, GF_C, 0.3
+    pairs = [
+        (loss_genfunc(0.5, lam, c, a), loss_genfunc(0.5, lam, c, a, 0.0, 1.0, 1.0)),
+        (u_tilde(0.5, lam, a), u_tilde(0.5, lam, a, 0.0, 1.0, 1.0)),
+        (v_tilde(0.5, lam, c, a), v_tilde(0.5, lam, c, a, 0.0, 1.0, 1.0)),
+        (u_tilde_at_1(lam, a), u_tilde_at_1(lam, a, 0.0, 1.0, 1.0)),
+        (v_tilde_at_1(lam, c, a), v_tilde_at_1(lam, c, a, 0.0, 1.0, 1.0)),
+        (loss_sum(lam, c, a), loss_sum(lam, c, a, 0.0, 1.0, 1.0)),
+    ]
+    for got, ref in pairs:
+        assert float(got) == float(ref) and math.isfinite(float(ref))
+    u, v = propagators(lam, c, a)
+    ru, rv = propagators(lam, c, a, 0.0, 1.0, 1.0, 100)
+    assert u.shape == (101,) and torch.equal(u, ru) and torch.equal(v, rv)
+    assert float(loss_sum(lam, c, a)) == pytest.approx(float(sd_run(lam, c, 20000, a).loss.sum()), rel=1e-10)
+
+
+def test_propagators_against_matrix_powers():
+    """u_m, v_m of (E5) up to the last entry, from explicit powers of A_k."""
+    alpha, beta, g, tau, n = 0.5, 0.4, 0.3, -1.0, 12
+    u, v = propagators(GF_LAM, GF_C, alpha, beta, g, tau, n=n)
+    A = mode_matrix(GF_LAM, alpha, beta, g * tau)
+    ones, e_c = torch.ones(3, dtype=torch.float64), torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    for m in (1, n - 1, n):
+        Am1 = torch.linalg.matrix_power(A, m - 1)
+        u_ref = (g * alpha**2 * GF_LAM**2 * (Am1 @ ones)[:, 0]).sum()
+        v_ref = (GF_C * (torch.linalg.matrix_power(A, m) @ e_c)[:, 0]).sum()
+        assert float(u[m]) == pytest.approx(float(u_ref), rel=1e-12) and float(v[m]) == pytest.approx(float(v_ref))
+    assert float(u[0]) == 0.0 and float(v[0]) == pytest.approx(1.0)
+
+
+def test_mode_matrix_at_lambda_zero():
+    A = mode_matrix(torch.tensor([0.0, 0.5], dtype=torch.float64), 0.8, 0.3, 0.2)
+    assert A.shape == (2, 3, 3) and bool(torch.isfinite(A).all())
+    torch.testing.assert_close(A[0], torch.tensor([[1, 0.6, 0.09], [0, 0.3, 0.09], [0, 0, 0.09]], dtype=torch.float64))
+
+
+def test_z1_values_and_their_edge_cases():
+    from sgd_genfunc.theory import u_tilde_at_1, v_tilde_at_1
+
+    lam = torch.tensor([1.0, 0.4, 0.0], dtype=torch.float64)
+    alpha, beta, g, tau = 0.7, 0.3, 0.5, 2.0
+    gt = g * tau
+    D = 2 * (1 - beta**2) + alpha * lam[:2] * (gt * (1 + beta) - (1 - beta))
+    assert u_tilde_at_1(lam, alpha, beta, g, tau) == pytest.approx(float(g * alpha * (1 + beta) * (lam[:2] / D).sum()))
+    c = torch.tensor([0.5, 0.25, 0.0], dtype=torch.float64)
+    v_ref = (c[:2] * (2 * alpha * beta * lam[:2] + (1 - beta) * (1 - beta**2)) / (alpha * lam[:2] * D)).sum()
+    assert v_tilde_at_1(lam, c, alpha, beta, g, tau) == pytest.approx(float(v_ref), rel=1e-13), "c = 0 mode ignored"
+    assert v_tilde_at_1(lam, torch.tensor([0.5, 0.25, 0.5]), alpha, beta, g, tau) == math.inf, "lambda = 0, c > 0"
+    assert v_tilde_at_1(lam, c, 0.0, beta, g, tau) == math.inf, "alpha = 0 never decays"
+    # D_1 < 0 (gamma tau = -1, alpha lambda_1 = 1.5): both values are +inf
+    assert u_tilde_at_1([1.0, 0.5], 1.5, 0.0, 1.0, -1.0) == math.inf
+    assert v_tilde_at_1([1.0, 0.5], [0.5, 0.5], 1.5, 0.0, 1.0, -1.0) == math.inf
