@@ -18,6 +18,7 @@ from common.cli import (
     MissingInputError,
     UsageError,
     add_run_args,
+    announce_resume,
     expand_grid,
     nonneg_int,
     positive_float,
@@ -233,6 +234,9 @@ class ConfigStore:
         self.dir = Path(run.path) / "configs"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.resume = resume
+        done = sorted(self.dir.glob("cfg_*.pt")) if resume else []
+        if done:
+            announce_resume(self.dir, f"{len(done)} finished config(s)")
 
     def _path(self, key: tuple) -> Path:
         return self.dir / ("cfg_" + "_".join(str(k) for k in key).replace("/", "-") + ".pt")

@@ -157,7 +157,9 @@ def test_resume_skips_finished_configs_and_is_bitwise(capsys, tmp_path):
     files[-1].unlink()  # as if killed before the last config finished
     (part / "loss_curves.pth").unlink()
     kept = {f: f.stat().st_mtime_ns for f in files[:-1]}
-    run_ok(SD, argv + ["--save_dir", str(part), "--resume"], capsys)
+    assert main_of(SD)(argv + ["--save_dir", str(part), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed from {part / 'configs'} at 2 finished config(s)" in out, "the resume is announced"
     assert all(f.stat().st_mtime_ns == t for f, t in kept.items()), "DESIGN.md §9: resume repeats no finished config"
     a, b = (open(f"{p}/loss_curves.pth", "rb").read() for p in (ref, part))
     assert a == b, "DESIGN.md §9: resumed run writes bitwise the same .pth"
