@@ -37,6 +37,7 @@ def nb201_codes():
     return all_codes("nb201")
 
 
+@pytest.mark.slow
 def test_round_trip_all_codes(n5_codes, nb201_codes):
     assert len(n5_codes) == 59049 and len(nb201_codes) == 15625, "DESIGN.md §2: 3^10 and 5^6 codes"
     for c in n5_codes:
@@ -95,6 +96,23 @@ def test_complete_dag_path_count(n):
     assert path_moments(d).n_paths == 2 ** (n - 2)
 
 
+def test_dp_equals_dfs_on_a_sample(n5_codes, nb201_codes):
+    """The fast version of the exhaustive check below: 1,500 seeded codes per family, N = 3..9 complete-ish DAGs."""
+    rng = np.random.default_rng(7)
+    for fam, codes in (("mlp", n5_codes), ("nb201", nb201_codes)):
+        for i in rng.choice(len(codes), 1500, replace=False):
+            d = parse_code(codes[int(i)], fam)
+            h = depth_histogram(d)
+            assert h == histogram_from_dfs(d), f"DESIGN.md §8.2: DP != DFS on {d.code}"
+            for offset in (1, 3):
+                m = path_moments(d, offset)
+                ks = [k for k, cnt in h.items() for _ in range(cnt)]
+                assert (m.n_paths, m.m1, m.m2, m.m3) == (len(ks), sum(ks), sum(k**2 for k in ks), sum(k**3 for k in ks))
+                assert m.S == sum((k + offset) ** 3 for k in ks) and m.offset == offset
+            assert parse_code(codes[int(i)], fam).code == codes[int(i)]
+
+
+@pytest.mark.slow
 def test_dp_equals_dfs_everywhere(n5_codes, nb201_codes):
     no_path = Counter()
     n_paths_hist = Counter()

@@ -83,6 +83,12 @@ def _distinct(codes, fam, **kw):
     return vals
 
 
+def test_distinct_nb201_multipliers():
+    nb = _distinct(all_codes("nb201"), "nb201")
+    assert len(nb) == 46 and min(nb) == pytest.approx(0.089087, abs=TOL), "DESIGN.md §8.3: 46 NB201 values"
+
+
+@pytest.mark.slow
 def test_distinct_multiplier_counts():
     n5 = all_codes("mlp", 5)
     assert len(_distinct(n5, "mlp")) == 337, "DESIGN.md §8.3: 337 distinct N5 multipliers (count)"
