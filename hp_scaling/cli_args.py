@@ -19,6 +19,7 @@ from hp_scaling.dags import InvalidCodeError, arch_str_to_code, parse_code
 from hp_scaling.scaling import INITS, NoPathError, path_sum
 
 __all__ = [
+    "add_data_args",
     "add_model_args",
     "add_sgd_args",
     "add_seed_args",
@@ -50,6 +51,17 @@ def gpu_arg(text: str) -> str:
     """argparse type for the seed's ``--gpu N``: validated exactly as ``--device cuda:N`` (exit 2 if unavailable)."""
     index = nonneg_int(text)
     return device_arg()(f"cuda:{index}")
+
+
+def add_data_args(group: argparse._ArgumentGroup, dataset: str) -> None:
+    """--data (dataset root) and --dataset (a common.data image set) of every hp_scaling script."""
+    group.add_argument("--data", default="data", metavar="DIR", help="dataset root")
+    group.add_argument(
+        "--dataset",
+        default=dataset,
+        metavar="NAME",
+        help="cifar10, cifar100, imagenet16_120, digits, mnist5k (or another common.data image set)",
+    )
 
 
 def add_model_args(group: argparse._ArgumentGroup) -> None:

@@ -31,7 +31,15 @@ from common.cli import (
 )
 from common.runs import open_run, progress
 from common.runtime import resolve_device
-from hp_scaling.cli_args import add_model_args, add_seed_args, checked_codes, seeds_of, skipped_line, split_by_path
+from hp_scaling.cli_args import (
+    add_data_args,
+    add_model_args,
+    add_seed_args,
+    checked_codes,
+    seeds_of,
+    skipped_line,
+    split_by_path,
+)
 from hp_scaling.loaders import load_data
 from hp_scaling.maxlr import (
     CRITERIA,
@@ -68,9 +76,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--linear_only", action="store_true", help="random topologies with digits 0/2 only")
     g.add_argument("--kernel_sizes", nargs="+", type=positive_int, default=[3], metavar="Q", help="cnn kernels")
     d = p.add_argument_group("data and training")
-    d.add_argument("--dataset", default="digits", metavar="NAME", help="common.data image set")
+    add_data_args(d, "digits")
     d.add_argument("--split", choices=["train", "all"], default="all", help="all = train plus test")
-    d.add_argument("--data", default="data", metavar="DIR", help="dataset root")
     d.add_argument("--width", type=positive_int, default=64, metavar="INT", help="hidden width / channels")
     d.add_argument("--batch_size", type=positive_int, default=16, metavar="INT", help="minibatch size")
     d.add_argument("--epochs", type=positive_int, default=1, metavar="INT", help="epochs per LR")

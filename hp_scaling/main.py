@@ -31,6 +31,7 @@ from common.cli import (
 from common.runs import Run, open_run, progress
 from common.runtime import resolve_device
 from hp_scaling.cli_args import (
+    add_data_args,
     add_model_args,
     add_seed_args,
     add_sgd_args,
@@ -69,13 +70,7 @@ RESULT_FIELDS = [
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description="Train DAG networks with architecture-aware init and LR (Chen et al., ICLR 2024)")
     g = p.add_argument_group("data and architecture")
-    g.add_argument("--data", default="data", metavar="DIR", help="dataset root")
-    g.add_argument(
-        "--dataset",
-        default="cifar10",
-        metavar="NAME",
-        help="cifar10, cifar100, imagenet16_120, digits, mnist5k (or another common.data image set)",
-    )
+    add_data_args(g, "cifar10")
     g.add_argument("--arch", choices=["mlp", "cnn", "tinynetwork"], default="mlp", help="model family")
     g.add_argument("--dag", default=None, metavar="CODE", help="one DAG code (or NB201 arch string)")
     g.add_argument("--dags", nargs="+", default=None, metavar="CODE", help="several DAG codes")

@@ -20,6 +20,7 @@ from common.cli import ArgumentParser, add_run_args, announce_resume, positive_f
 from common.runs import open_run, progress
 from common.runtime import resolve_device
 from hp_scaling.cli_args import (
+    add_data_args,
     add_seed_args,
     add_sgd_args,
     check_sgd,
@@ -54,8 +55,7 @@ def build_parser() -> ArgumentParser:
     )
     c.add_argument("--cell_seed", type=int, default=0, metavar="INT", help="permutation seed of the cell list")
     t = p.add_argument_group("training")
-    t.add_argument("--dataset", default="cifar10", metavar="NAME", help="cifar10, cifar100, imagenet16_120, digits")
-    t.add_argument("--data", default="data", metavar="DIR", help="dataset root")
+    add_data_args(t, "cifar10")
     t.add_argument("--width", type=positive_int, default=16, metavar="C", help="channels of the first stage")
     t.add_argument("--cells_per_stage", type=positive_int, default=5, metavar="N", help="cells per stage")
     add_sgd_args(t, epochs=200, batch_size=256, momentum=0.9, weight_decay=5e-4, toggles_on=True)
