@@ -69,21 +69,22 @@ def test_armijo_smoothed_decrease():
 def test_armijo_ties_and_non_finite():
     assert armijo_test(1.0, 1.0, eta=1.0, s=1.0, h_prev=0.0, c=0.5, beta_s=0.0).accepted  # ties accepted by default
     assert not armijo_test(1.0, 1.0, eta=1.0, s=1.0, h_prev=0.0, c=0.5, beta_s=0.0, accept_ties=False).accepted
-    for bad in (math.nan, math.inf):
-        res = armijo_test(1.0, bad, eta=1e-3, s=1.0, h_prev=0.25, c=0.5, beta_s=0.0)
-        assert not res.accepted and res.h == 0.25
+    res = armijo_test(1.0, math.nan, eta=1e-3, s=1.0, h_prev=0.25, c=0.5, beta_s=0.0)
+    assert res.accepted is False and res.h == 0.25 and math.isnan(res.delta)
+    res = armijo_test(1.0, math.inf, eta=1e-3, s=1.0, h_prev=0.25, c=0.5, beta_s=0.0)
+    assert res.accepted is False and res.h == 0.25 and res.delta == -math.inf
     res = armijo_test(math.inf, 1.0, eta=1e-3, s=1.0, h_prev=0.25, c=0.5, beta_s=0.0)
-    assert not res.accepted and res.h == 0.25
+    assert res.accepted is False and res.h == 0.25 and res.delta == math.inf
 
 
 def test_speedup_emas():
-    fast, slow = speedup_emas(1.0, 2.0, 3.0)
-    assert fast == pytest.approx(1.2, abs=1e-15) and slow == pytest.approx(2.01, abs=1e-15)
+    fast, slow = speedup_emas(2.0, 4.0, 3.0)
+    assert fast == pytest.approx(2.1, abs=1e-15) and slow == pytest.approx(3.99, abs=1e-15)
 
 
 def test_search_interval():
-    assert search_interval(1.1, 1.0) == pytest.approx(1.0 / (0.1 + 1e-8), rel=1e-12)
-    assert search_interval(1.0, 1.1) == pytest.approx(1.0 / (0.1 + 1e-8), rel=1e-12)  # r < 1 is inverted
+    assert search_interval(2.2, 2.0) == pytest.approx(1.0 / (0.1 + 1e-8), rel=1e-9)
+    assert search_interval(2.0, 2.2) == pytest.approx(1.0 / (0.1 + 1e-8), rel=1e-9)  # r < 1 is inverted
     assert search_interval(3.0, 1.0) == pytest.approx(1.0 / (2.0 + 1e-8), rel=1e-15)
     assert search_interval(1.0, 1.0) == 10.0  # capped
     assert search_interval(1.0, 1.0, cap=5.0) == 5.0
