@@ -13,6 +13,8 @@ Without CUDA (or with ``--dry_run``) it is a dry run: every command of step 2 is
 (with ``--device cpu`` in place of ``--device cuda``, which a machine without CUDA rejects) and every step of
 step 3 is built and run once on the CPU, untimed. The report then says ``dry run: no GPU``. The dry run is what
 ``tests/common/test_gpu_check.py`` runs, so the GPU run meets commands and APIs that are known to parse and build.
+``--target cpu`` runs steps 2 and 3 for real on the CPU: a rehearsal of the GPU run's code path (its ratios compare
+the CPU with itself).
 """
 
 from __future__ import annotations
@@ -289,12 +291,12 @@ def parse_only(script: str, argv: list[str]) -> tuple[bool, str]:
     return False, "main returned without parsing its arguments"
 
 
-def on_cpu(argv: list[str]) -> list[str]:
-    """``argv`` with the value of ``--device`` replaced by ``cpu``."""
+def on_device(argv: list[str], device: str) -> list[str]:
+    """``argv`` with the value of ``--device`` replaced by ``device``."""
     out = list(argv)
     for i, arg in enumerate(out[:-1]):
         if arg == "--device":
-            out[i + 1] = "cpu"
+            out[i + 1] = device
     return out
 
 
@@ -330,12 +332,12 @@ def run_gpu_tests(report: Report, deadline: _Deadline) -> None:
         report.rows.append(Row("tests", "pytest -m gpu tests", "FAIL", time.monotonic() - start, "time limit"))
 
 
-def run_commands(report: Report, deadline: _Deadline, out: Path, dry: bool) -> None:
+def run_commands(report: Report, deadline: _Deadline, out: Path, dry: bool, target: str = "cuda") -> None:
     for paper, script, argv in COMMANDS:
         name = f"python -m {_module(script)} {' '.join(argv)}"
         start = time.monotonic()
         if dry:
-            ok, message = parse_only(script, on_cpu(argv))
+            ok, message = parse_only(script, on_device(argv, "cpu"))
             status = "parsed" if ok else "FAIL"
             detail = message or "parses (--device cpu)"
             report.rows.append(Row("commands", name, status, time.monotonic() - start, detail, {"paper": paper}))
@@ -343,9 +345,11 @@ def run_commands(report: Report, deadline: _Deadline, out: Path, dry: bool) -> N
         if deadline.left() < 20:
             report.rows.append(Row("commands", name, "skipped", 0.0, "time budget spent", {"paper": paper}))
             continue
-        full = [*argv, "--out", str(out / "runs")] if "--out" not in argv else argv
+        argv = on_device(argv, target)
         if script.startswith("forward_grad/lr_search/"):
             full = ["--search_root", str(out / "runs" / "lr_search"), *argv]
+        else:
+            full = [*argv, "--out", str(out / "runs")]
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", _module(script), *full],
@@ -374,7 +378,7 @@ def _time(step: Callable[[], None], device: Any) -> float:
     return timer.blocked_autorange(min_run_time=1.0).median
 
 
-def run_steps(report: Report, deadline: _Deadline, dry: bool) -> None:
+def run_steps(report: Report, deadline: _Deadline, dry: bool, target: str = "cuda") -> None:
     import torch
 
     for paper, build in STEPS.items():
@@ -390,8 +394,8 @@ def run_steps(report: Report, deadline: _Deadline, dry: bool) -> None:
                 continue
             cpu_step, what = build(torch.device("cpu"))
             cpu_s = _time(cpu_step, "cpu")
-            gpu_step, _ = build(torch.device("cuda"))
-            gpu_s = _time(gpu_step, "cuda")
+            gpu_step, _ = build(torch.device(target))
+            gpu_s = _time(gpu_step, target)
             values = {"cpu_ms": cpu_s * 1e3, "gpu_ms": gpu_s * 1e3, "ratio": cpu_s / gpu_s,
                       "cpu_threads": torch.get_num_threads()}  # fmt: skip
             report.rows.append(Row("steps", paper, "ok", time.monotonic() - start, what, values))
@@ -459,6 +463,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dry_run", action="store_true", help="parse and build only, even where CUDA exists")
     p.add_argument("--budget_s", type=positive_int, default=420, metavar="S", help="time budget for the GPU run")
     p.add_argument("--skip_tests", action="store_true", help="leave out the gpu-marked tests")
+    p.add_argument(
+        "--target",
+        choices=["cuda", "cpu"],
+        default="cuda",
+        help="device of the full run; cpu rehearses the GPU run's code path on the CPU (ratios near 1)",
+    )
     return p
 
 
@@ -467,8 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     has_cuda = torch.cuda.is_available()
-    dry = args.dry_run or not has_cuda
-    mode = "dry run: no GPU" if not has_cuda else ("dry run (--dry_run)" if dry else "GPU run")
+    if args.target == "cpu":
+        dry = args.dry_run
+        mode = "dry run (--dry_run)" if dry else "rehearsal on the CPU (--target cpu): not a GPU figure"
+    else:
+        dry = args.dry_run or not has_cuda
+        mode = "dry run: no GPU" if not has_cuda else ("dry run (--dry_run)" if dry else "GPU run")
     device = torch.cuda.get_device_name(0) if has_cuda else f"CPU only ({platform.processor() or platform.machine()})"
     out = Path(args.out) / "gpu"
     try:
@@ -478,10 +492,10 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(mode, device, time.strftime("%Y-%m-%d %H:%M:%S"))
     deadline = _Deadline(args.budget_s)
     print(f"gpu-check: {mode} on {device}", flush=True)
-    if not dry and not args.skip_tests:
+    if not dry and not args.skip_tests and args.target == "cuda":
         run_gpu_tests(report, deadline)
-    run_commands(report, deadline, out, dry)
-    run_steps(report, deadline, dry)
+    run_commands(report, deadline, out, dry, args.target)
+    run_steps(report, deadline, dry, args.target)
     for row in report.rows:
         print(f"  {row.part:8s} {row.status:7s} {row.name[:90]}", flush=True)
     (out / "REPORT.md").write_text(render(report))

@@ -32,7 +32,7 @@ def test_parse_only_rejects_what_the_script_rejects() -> None:
     assert not ok and "--n_steps" in message
     ok, message = gpu_check.parse_only("line_search/main.py", ["--device", "cpu", "--no_progress"])
     assert ok and message == ""
-    assert gpu_check.on_cpu(["--x", "1", "--device", "cuda", "--y"]) == ["--x", "1", "--device", "cpu", "--y"]
+    assert gpu_check.on_device(["--x", "1", "--device", "cuda", "--y"], "cpu") == ["--x", "1", "--device", "cpu", "--y"]
 
 
 def test_a_failing_part_fails_the_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
