@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import pickle
 import random
 import re
@@ -51,6 +52,21 @@ def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path, monkey
     assert re.fullmatch(r"\.ck\.pt\..+\.tmp", seen[0][0]), f"temporary file beside the target: {seen[0][0]}"
     assert load_checkpoint(path)["step"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def test_interrupt_right_after_the_rename_keeps_the_new_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt between os.replace and the end of the write surfaces as itself, not as a cleanup error."""
+    real_replace = os.replace
+
+    def replace_then_interrupt(src, dst) -> None:
+        real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "ck.pt", {"step": 5})
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "ck.pt")["step"] == 5 and [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
 
 
 def test_rng_state_replays_python_numpy_and_torch(tmp_path: Path) -> None:
