@@ -1,4 +1,4 @@
-"""Speed goals of forward_grad (spec 8): P1 vmap vs loop jvps, P2 FG step vs BP step, P3 E1 grid time, P4 search
+"""Speed goals of forward_grad (DESIGN.md §8): P1 vmap vs loop jvps, P2 FG step vs BP step, P3 E1 grid time, P4 search
 evaluations/s on 2 ranks vs 1. Prints ratios (baseline / ours) and writes results/bench/forward_grad.json.
 
     python benchmarks/forward_grad_bench.py [--reps 20] [--threads 1 2] [--skip P3 P4]

@@ -1,8 +1,8 @@
-"""Approximation quality of multi-tangent forward gradients vs n and K (paper sec. 4.1; spec 4, 6 E1).
+"""Approximation quality of multi-tangent forward gradients vs n and K (paper sec. 4.1; DESIGN.md §4, 6 E1).
 
 For each cell (n, K, aggregation, normalize, sampler[, angle]) draw --samples tangent sets against a fixed true
 gradient and record |g|, |g_hat|, |g_hat - g|, |g_hat|/|g|, g_hat.g, cos(g_hat, g). summary.csv holds mean, std,
-ci95 = 1.96 std/sqrt(count) and the closed-form expectation (spec 3.2) per metric; cos_vs_n.png plots them.
+ci95 = 1.96 std/sqrt(count) and the closed-form expectation (DESIGN.md §3.2) per metric; cos_vs_n.png plots them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def build_parser() -> ArgumentParser:
 
 
 def expected_value(metric: str, aggregation: str, n: int, k: int, sampler: str, normalize: bool):
-    """Closed forms of spec 3.2 for Gaussian tangents (frog: any sampler with full rank; mean: normal only)."""
+    """Closed forms of DESIGN.md §3.2 for Gaussian tangents (frog: any sampler with full rank; mean: normal only)."""
     from forward_grad.forward_gradient.theory import (
         frog_expected_cos,
         frog_expected_cos2,

@@ -1,4 +1,4 @@
-"""Demo rows for results/demo/REPORT.md (issue 4, item 9): claims (a)-(e) of Flügel et al. with spec 6 verdicts.
+"""Demo rows for results/demo/REPORT.md: claims (a)-(e) of Flügel et al. with DESIGN.md §6 verdicts.
 
 quick=True is `make demo` (one seed, the rule's sizes); quick=False is `make reproduce` (more seeds and cells).
 """
@@ -86,15 +86,27 @@ def _row_c(quick: bool) -> DemoRow:
 
 
 def _row_d(out_dir: Path) -> DemoRow:
+    """The search resumes a finished checkpoint only when its stamp (config + forward_grad and common code) matches;
+    otherwise it starts afresh. A resumed row says where the result came from."""
+    from common.report import read_stamped, stamp, write_stamped
     from forward_grad.reproduce import e4_search
 
-    chk = e4_search(out_dir / "lr_search", n=64, k=1, evaluations=64, limits=(-4.0, 0.0), seed=0)
+    config = {"function": "sphere", "n": 64, "k": 1, "evaluations": 64, "limits": [-4.0, 0.0], "seed": 0}
+    current = stamp(PAPER, config, code_dirs=[PAPER, "common"])
+    stamp_file = out_dir / "lr_search" / "row_d.stamped.json"
+    cached = read_stamped(stamp_file, current)
+    chk = e4_search(out_dir / "lr_search", n=64, k=1, evaluations=64, limits=(-4.0, 0.0), seed=0, fresh=cached is None)
     f = chk.figures
+    source = ""
+    if cached is not None and f["evaluated"] == 0:
+        source = f"; cached from {cached[1].get('date', '?')}, commit {cached[1].get('commit', '?')}"
+    else:
+        write_stamped(stamp_file, f, current)
     return DemoRow(
         PAPER,
         "the LR search finds the derived optimum (sphere n=64, fg-mean K=1, 1 rank, 64 evaluations)",
         "0.5K/(n+K+1) = 7.58e-3 (within x/÷2)",
-        f"best lr {_fmt(f['best_lr'])} (ratio {f['best_lr'] / f['target']:.2f}){_why(chk)}",
+        f"best lr {_fmt(f['best_lr'])} (ratio {f['best_lr'] / f['target']:.2f}){source}{_why(chk)}",
         chk.verdict,
         chk.run_dir,
     )
@@ -200,7 +212,7 @@ def _full_rows() -> list[DemoRow]:
 
 def demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
     """Rows (a)-(e) of issue 4 item 9, (f) E4 and (g) E2 on our LR tables; `make reproduce` adds E2 over n, E3
-    and E5 at 40 epochs. Each verdict by the rule fixed in spec 6."""
+    and E5 at 40 epochs. Each verdict by the rule fixed in DESIGN.md §6."""
     import torch
 
     torch.set_num_threads(1)

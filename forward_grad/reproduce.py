@@ -1,6 +1,6 @@
-"""Spec 6 reproductions E1-E5 as functions returning figures and verdicts (used by demo.py, tests and notebooks).
+"""DESIGN.md §6 reproductions E1-E5 as functions returning figures and verdicts (used by demo.py, tests and notebooks).
 
-Every rule is the spec's, fixed before any result was seen; a miss is reported as verdict "no" with the reason.
+Every rule is DESIGN.md §6's, fixed before any result was seen; a miss is reported as verdict "no" with the reason.
 """
 
 from __future__ import annotations
@@ -178,12 +178,14 @@ def e3_custom(lr, seeds=(0,), ks=(16, 64), angles=ANGLES, max_steps=None, includ
     return chk
 
 
-def e4_search(search_root: Path, n=64, k=1, evaluations=64, limits=(-4.0, 0.0), seed=0) -> Check:
-    """Spec 7.12/demo (d): a 1-rank sphere search lands within x/÷2 of the derived optimum 0.5 K/(n+K+1)."""
+def e4_search(search_root: Path, n=64, k=1, evaluations=64, limits=(-4.0, 0.0), seed=0, fresh=False) -> Check:
+    """DESIGN.md §7.12/demo (d): a 1-rank sphere search lands within x/÷2 of the derived optimum 0.5 K/(n+K+1).
+    fresh: discard an earlier checkpoint in search_root instead of resuming it."""
     from forward_grad.lr_search.search import SearchConfig, run_search
 
     cfg = SearchConfig(mode="math", function="sphere", n=n, gradient="fg-mean", k=k, num_evaluations=evaluations,
-                       limits=limits, seed=seed, search_root=str(search_root), no_progress=True)  # fmt: skip
+                       limits=limits, seed=seed, search_root=str(search_root), no_progress=True,
+                       delete_old_checkpoints=fresh)  # fmt: skip
     res = run_search(cfg)
     target = sphere_optimal_lr(n, k, "mean")
     chk = Check(
@@ -195,7 +197,7 @@ def e4_search(search_root: Path, n=64, k=1, evaluations=64, limits=(-4.0, 0.0), 
 
 def e5_fc(lr_for, approaches=(("bp", 1), ("fg-mean", 1), ("frog", 16)), epochs=10, seeds=(0,), width=256,
           dataset="mnist5k") -> Check:  # fmt: skip
-    """E5 (10-epoch variant of spec 7.18): bp > frog16 >= fg-mean1 + 0.10 (and |frog16 - fg-mean16| <= 0.08)."""
+    """E5 (10-epoch variant of DESIGN.md §7.18): bp > frog16 >= fg-mean1 + 0.10 (and |frog16 - fg-mean16| <= 0.08)."""
     from forward_grad.nn_training.trainer import TrainConfig, Trainer
 
     chk = Check()
@@ -229,7 +231,7 @@ def _table_lr(grad: str, k: int, function: str, n: int, sampler: str = "normal")
 
 
 def e2_table(seeds=(0, 1, 2, 3, 4), ns=(16, 32, 64, 128, 256, 512, 1024), lr_for=None) -> Check:
-    """E2 with our lrs/math.csv (spec 6): sphere n=1024 within +-15% of the derived f_T for K <= 4 and x/÷3 for
+    """E2 with our lrs/math.csv (DESIGN.md §6): sphere n=1024 within +-15% of the derived f_T for K <= 4 and x/÷3 for
     K = 16, bp <= 1e-20; for sphere and ST with n >= 16 the seed-mean f - f* does not increase with K within an
     aggregation (10% slack, or both <= 1e-3 n). The ST n=1024 and rosenbrock n=16 rules are `e2_cells`."""
     lr_for = lr_for or (lambda fn, n, grad, k: _table_lr(grad, k, fn, n))
@@ -297,7 +299,7 @@ def e4_table(path=None) -> Check:
 
 
 def e5_table(width=256, epochs=40, seeds=(0, 1, 2), dataset="mnist5k", approaches=MATH_APPROACHES, lr_for=None):
-    """E5 (spec 6): FC on mnist5k, node mode, our lrs/fc_nns.csv, seed-mean test accuracy after `epochs`: bp best;
+    """E5 (DESIGN.md §6): FC on mnist5k, node mode, our lrs/fc_nns.csv, seed-mean test accuracy after `epochs`: bp best;
     frog K=16 >= fg-mean K=1 + 0.05; frog non-decreasing in K (2 pp slack); |frog16 - fg-mean16| <= 0.05; every FG
     variant >= 0.5."""
     from forward_grad.lr_search.get_best_lr import get_nn_lr

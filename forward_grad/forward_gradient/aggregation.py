@@ -1,4 +1,4 @@
-"""Aggregations of K forward gradients g_{v_i} = d_i v_i (spec 3.2; Flügel et al., arXiv 2410.17764, sec. 3).
+"""Aggregations of K forward gradients g_{v_i} = d_i v_i (DESIGN.md §3.2; Flügel et al., arXiv 2410.17764, sec. 3).
 
 Symbols: g = grad f (n), V the K x n tangents (rows v_i), d = V g the K directional derivatives (jvps),
 U = span(v_1..v_K), P_U the orthogonal projector onto U, Q an n x m orthonormal basis of U (m = min(K, n)).
@@ -66,7 +66,7 @@ def _select(d: torch.Tensor, V: torch.Tensor, score: torch.Tensor) -> torch.Tens
 
 
 def frog_directions(V: torch.Tensor, warn: bool = True) -> torch.Tensor:
-    """Orthonormal directions Q^T (..., m, n) of the reduced QR V^T = Q R, m = min(K, n) (spec 3.2, frog_mode=qr).
+    """Orthonormal directions Q^T (..., m, n) of the reduced QR V^T = Q R, m = min(K, n) (DESIGN.md §3.2, frog_mode=qr).
 
     Q spans a K-dim subspace containing every row of V (= span(V) at full rank). For K >= n, Q is a full basis and
     frog returns the exact gradient with n jvps; a warning says so (Python shows it once per call site).
@@ -81,7 +81,7 @@ def frog_directions(V: torch.Tensor, warn: bool = True) -> torch.Tensor:
 
 
 def frog_from_directions(d_q: torch.Tensor, Qt: torch.Tensor) -> torch.Tensor:
-    """g_hat = Q (Q^T g) from jvps d_q = Q^T g along the orthonormal rows of Qt (spec 3.2, qr mode)."""
+    """g_hat = Q (Q^T g) from jvps d_q = Q^T g along the orthonormal rows of Qt (DESIGN.md §3.2, qr mode)."""
     return _combine(d_q, Qt)
 
 
@@ -92,7 +92,7 @@ def frog_gram(d: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 
 
 def frog_solve(d: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """P_U g = Q R^{-T} d from jvps d = V g along raw tangents (spec 3.2, frog_mode=solve).
+    """P_U g = Q R^{-T} d from jvps d = V g along raw tangents (DESIGN.md §3.2, frog_mode=solve).
 
     Falls back to pinv(V) d when K > n or some |R_jj| <= max(n, K) eps max|R_jj| (rank deficient V); pinv(V) d is the
     projection onto span(V) of any rank.
@@ -110,7 +110,7 @@ def frog_solve(d: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 
 
 def scaling_factor(aggregation: str, n: int, V: torch.Tensor) -> torch.Tensor | float:
-    """The reference's `scaling_correction` heuristic (spec 3.2), a factor on the aggregated estimate.
+    """The reference's `scaling_correction` heuristic (DESIGN.md §3.2), a factor on the aggregated estimate.
 
     frog: E[chi_n]/E[chi_K]; mean: 1/(|v|^2 sqrt(2/(pi n))) for K = 1, else 1/(|v|^2 sqrt((n+K)/(1+K))/n), where
     |v|^2 is the mean squared tangent norm (the single tangent's for K = 1). Other aggregations: 1.
@@ -128,7 +128,7 @@ def scaling_factor(aggregation: str, n: int, V: torch.Tensor) -> torch.Tensor | 
 
 
 def aggregate(name: str, d: torch.Tensor, V: torch.Tensor, *, scaling_correction: bool = False) -> torch.Tensor:
-    """Aggregate jvps d = V g (..., K) along tangents V (..., K, n) into one estimate (..., n) (spec 3.2).
+    """Aggregate jvps d = V g (..., K) along tangents V (..., K, n) into one estimate (..., n) (DESIGN.md §3.2).
 
     For "orthogonal_projection"/"frog" this is the `solve` form (jvps along raw V); the `qr` form needs the jvps along
     `frog_directions(V)` and is `frog_from_directions`.

@@ -1,4 +1,4 @@
-"""Approximation quality of forward-gradient aggregations (paper sec. 4.1; spec 4 approximation_quality.py, 6 E1).
+"""Approximation quality of forward-gradient aggregations (paper sec. 4.1; DESIGN.md §4 approximation_quality.py, 6 E1).
 
 For a fixed true gradient g (n) and S independent tangent sets V (K x n), compute per sample |g|, |g_hat|,
 |g_hat - g|, |g_hat|/|g|, g_hat . g and cos(g_hat, g). Samples are batched S x K x n in chunks of at most chunk_mb;

@@ -1,4 +1,4 @@
-"""ForwardGradient: tangent sampler + K + aggregation, evaluated in true forward mode (spec 3.3).
+"""ForwardGradient: tangent sampler + K + aggregation, evaluated in true forward mode (DESIGN.md §3.3).
 
 Flügel et al., arXiv 2410.17764, sec. 3 (multi-tangent forward gradients) and sec. 5.2 (activity perturbation).
 Notation: n perturbed dimension, K tangents, V (K x n), d = V g (K, or K x B per sample in node mode), g_hat the
@@ -107,17 +107,17 @@ class _BatchNormCapture:
 
 
 class ForwardGradient:
-    """Multi-tangent forward gradient estimator (spec 3; paper eq. for g_v, g_bar_V and P_U grad f).
+    """Multi-tangent forward gradient estimator (DESIGN.md §3; paper eq. for g_v, g_bar_V and P_U grad f).
 
     Args:
         num_directions: K >= 1 tangents per step.
-        aggregation: a name of spec 3.2 ("mean", "sum", "mean_times_dim", "max", "max_normalized",
+        aggregation: a name of DESIGN.md §3.2 ("mean", "sum", "mean_times_dim", "max", "max_normalized",
             "mean_of_top_k", "orthogonal_projection") or "frog".
-        tangent_sampler: a sampler of spec 3.1 ("normal", "rademacher", "standard_basis", "specific_angle_<theta>",
+        tangent_sampler: a sampler of §3.1 ("normal", "rademacher", "standard_basis", "specific_angle_<theta>",
             "varying_length_<L>").
         normalize_tangents: divide each tangent by its norm (a no-op for frog).
         frog_mode: "qr" (jvps along the orthonormal Q of V^T = QR) or "solve" (jvps along V, triangular solve).
-        scaling_correction: the reference's heuristic rescaling (spec 3.2), off by default.
+        scaling_correction: the reference's heuristic rescaling (DESIGN.md §3.2), off by default.
         perturbation_mode: "node" (activity perturbation, the paper's default) or "weight" for `step`.
         jvp_backend: "vmap" (one batched jvp) or "loop" (K jvp calls).
         jvp_chunk_size: lanes per vmap call (None: all K at once).
@@ -222,7 +222,7 @@ class ForwardGradient:
         return value, g_hat.reshape(x.shape)
 
     def estimate(self, f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """g_hat, an estimate of grad f(x) (spec 3.2 aggregation of the K forward gradients)."""
+        """g_hat, an estimate of grad f(x) (DESIGN.md §3.2 aggregation of the K forward gradients)."""
         return self.value_and_estimate(f, x)[1]
 
     # --- neural networks ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Forward-mode directional derivatives d = V grad f with torch.func (spec 3.3).
+"""Forward-mode directional derivatives d = V grad f with torch.func (DESIGN.md §3.3).
 
 `multi_jvp` evaluates K jvps in one vmap over the tangent lanes: the primal f(x) is computed once and returned
 unbatched (out_dims None), the K tangent outputs come back stacked. `backend="loop"` runs K separate jvp calls

@@ -1,4 +1,4 @@
-"""Reverse-mode "simulated" jvps d = V grad f (spec 3 oracle.py). Tests and benchmarks only; no script exposes it."""
+"""Reverse-mode "simulated" jvps d = V grad f (DESIGN.md §3). Tests and benchmarks only; no script uses it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def oracle_jvp(f: Callable, x: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 def oracle_activity_jvp(
     loss_per_sample: torch.Tensor, activations: list[torch.Tensor], V: torch.Tensor
 ) -> torch.Tensor:
-    """Per-sample d_{i,b} = v_i . dL/da_b from reverse mode (node perturbation oracle, spec 7.7).
+    """Per-sample d_{i,b} = v_i . dL/da_b from reverse mode (node perturbation oracle, DESIGN.md §7.7).
 
     loss_per_sample: (B,) losses L_b / B whose sum is the batch-mean loss; activations: block outputs a_l (B, ...);
     V: (K, n) global tangents over the concatenated per-sample activations. Returns (K, B).

@@ -1,4 +1,4 @@
-"""Tangent samplers for multi-tangent forward gradients (spec 3.1; Flügel et al., arXiv 2410.17764, sec. 3 and 4.3).
+"""Tangent samplers for multi-tangent forward gradients (DESIGN.md §3.1; Flügel et al. 2410.17764, sec. 3, 4.3).
 
 Symbols: n the dimension of the perturbed quantity, K the number of tangents, V the K x n tangent matrix (rows v_i),
 theta the angle (degrees) of the `specific_angle_<theta>` sampler, L the maximal length of `varying_length_<L>`.
@@ -38,7 +38,7 @@ class SamplerSpec:
 
 
 def parse_sampler(name: str) -> SamplerSpec:
-    """Parse a sampler name of spec 3.1; raises ValueError naming the problem for unknown names or bad parameters."""
+    """Parse a sampler name of DESIGN.md §3.1; raises UsageError naming an unknown name or a bad parameter."""
     if name in ("normal", "rademacher", "standard_basis"):
         return SamplerSpec(name)
     if name == "eye":
@@ -63,7 +63,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _angle_tangents(k, n, theta_deg, shape, generator, dtype, device):
-    """K unit tangents, each v_i (i > 1) at angle theta to v_1 (spec 3.1, paper sec. 4.3)."""
+    """K unit tangents, each v_i (i > 1) at angle theta to v_1 (DESIGN.md §3.1, paper sec. 4.3)."""
     v = _unit(torch.randn(*shape, k, n, generator=generator, dtype=dtype, device=device))
     v1 = v[..., :1, :]
     rest = v[..., 1:, :]
@@ -108,7 +108,7 @@ def sample_tangents(
     resample_rank_deficient: bool = False,
     shape: tuple[int, ...] = (),
 ) -> torch.Tensor:
-    """Draw tangents V of shape (*shape, K, n) with the sampler of spec 3.1.
+    """Draw tangents V of shape (*shape, K, n) with the sampler of DESIGN.md §3.1.
 
     normalize divides each tangent by its norm; resample_rank_deficient redraws (at most 10 times) while
     rank(V) < min(K, n). K > n is valid for normal/rademacher/angle tangents (frog then returns the exact gradient);

@@ -1,4 +1,4 @@
-"""Closed forms for Gaussian tangents (spec 3.2 and 6; Flügel et al., arXiv 2410.17764, sec. 3.2).
+"""Closed forms for Gaussian tangents (DESIGN.md §3.2 and 6; Flügel et al., arXiv 2410.17764, sec. 3.2).
 
 Symbols: n dimension, K (k) number of tangents, chi_k a chi distribution with k degrees of freedom,
 E[chi_k] = sqrt(2) Gamma((k+1)/2) / Gamma(k/2), T steps, lr the learning rate.
@@ -43,7 +43,7 @@ def expected_chi(k: float) -> float:
 
 
 def frog_expected_cos(n: int, k: int) -> float:
-    """E[cos(P_U g, g)] = E[chi_K]/E[chi_n] for Gaussian V (spec 3.2); 1 for K >= n."""
+    """E[cos(P_U g, g)] = E[chi_K]/E[chi_n] for Gaussian V (DESIGN.md §3.2); 1 for K >= n."""
     _check(n, k)
     if k >= n:
         return 1.0
@@ -51,13 +51,13 @@ def frog_expected_cos(n: int, k: int) -> float:
 
 
 def frog_expected_cos2(n: int, k: int) -> float:
-    """E[cos^2(P_U g, g)] = min(K, n)/n (spec 3.2)."""
+    """E[cos^2(P_U g, g)] = min(K, n)/n (DESIGN.md §3.2)."""
     _check(n, k)
     return min(k, n) / n
 
 
 def mean_expected_sq_norm_ratio(n: int, k: int) -> float:
-    """E|g_bar|^2/|g|^2 = (n+K+1)/K for the mean of K Gaussian forward gradients (spec 3.2)."""
+    """E|g_bar|^2/|g|^2 = (n+K+1)/K for the mean of K Gaussian forward gradients (DESIGN.md §3.2)."""
     _check(n, k)
     return (n + k + 1) / k
 
@@ -81,7 +81,7 @@ def sphere_rate(n: int, k: int, lr: float, aggregation: str) -> float:
 
 
 def sphere_optimal_lr(n: int, k: int, aggregation: str) -> float:
-    """argmin_lr of rho: K/(2(n+K+1)) for the mean, 1/2 for frog and bp (spec 6, E2/E4)."""
+    """argmin_lr of rho: K/(2(n+K+1)) for the mean, 1/2 for frog and bp (DESIGN.md §6, E2/E4)."""
     _check(n, k)
     if aggregation in ("mean", "fg-mean"):
         return k / (2.0 * (n + k + 1))
@@ -91,7 +91,7 @@ def sphere_optimal_lr(n: int, k: int, aggregation: str) -> float:
 
 
 def sphere_expected_final(n: int, k: int, lr: float, steps: int, aggregation: str) -> float:
-    """E f(x_T) = n rho^T from x_0 = (-1, ..., -1) (spec 6, E2)."""
+    """E f(x_T) = n rho^T from x_0 = (-1, ..., -1) (DESIGN.md §6, E2)."""
     rho = sphere_rate(n, k, lr, aggregation)
     if rho <= 0.0:
         return 0.0

@@ -1,4 +1,4 @@
-"""Closed-form function optimization with forward gradients (spec 3.4)."""
+"""Closed-form function optimization with forward gradients (DESIGN.md §3.4)."""
 
 from forward_grad.function_optimization.functions import FUNCTIONS, ClosedFormFunction, get_function
 from forward_grad.function_optimization.optimize import (

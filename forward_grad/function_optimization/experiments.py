@@ -1,4 +1,4 @@
-"""Grid runner behind math_experiments.py (spec 4; paper sec. 4.2 and 4.3): one GD run per
+"""Grid runner behind math_experiments.py (DESIGN.md §4; paper sec. 4.2 and 4.3): one GD run per
 (function, n, approach, sampler, seed), rows for all.csv, history.csv and summary.csv, resumable by key."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def standard_cells(functions, ns, approaches, seeds, sampler="normal") -> list[C
 
 
 def custom_tangent_cells(seeds, ks=(16, 64), angles=CUSTOM_ANGLES, n=64) -> list[Cell]:
-    """Spec 6 E3: Styblinski-Tang n = 64, mean with specific_angle_theta, frog with normal tangents."""
+    """DESIGN.md §6 E3: Styblinski-Tang n = 64, mean with specific_angle_theta, frog with normal tangents."""
     cells = []
     for k in ks:
         for theta in angles:

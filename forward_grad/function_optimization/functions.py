@@ -1,4 +1,4 @@
-"""Closed-form test functions of the paper's sec. 4.2 (spec 3.4).
+"""Closed-form test functions of the paper's sec. 4.2 (DESIGN.md §3.4).
 
 | function        | f(x)                                          | x0            | max steps | f*                 |
 | sphere          | sum x_i^2                                     | (-1, ..., -1) | 1000      | 0 at 0             |
@@ -126,7 +126,7 @@ FUNCTIONS = {
 
 
 def get_function(name: str) -> ClosedFormFunction:
-    """The function of spec 3.4 by name; ValueError for unknown names."""
+    """The function of DESIGN.md §3.4 by name; ValueError for unknown names."""
     if name not in FUNCTIONS:
         raise UsageError(f"unknown function {name!r}; choose from {', '.join(FUNCTIONS)}")
     return FUNCTIONS[name]

@@ -1,4 +1,4 @@
-"""Closed-form function optimization with bp, fg-mean and frog (paper sec. 4.2/4.3; spec 4, 6 E2/E3).
+"""Closed-form function optimization with bp, fg-mean and frog (paper sec. 4.2/4.3; DESIGN.md §4, 6 E2/E3).
 
 Writes all.csv (one row per run), history.csv (f every --history_every steps), summary.csv (mean over seeds) and
 final_vs_n.png into results/forward_grad/math_experiments/<name>/; --resume skips finished runs.
@@ -28,13 +28,13 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--approaches", nargs="+", default=list(STANDARD_APPROACHES), metavar="A",
                    help="bp, fg-mean:K, frog:K or fg:K:<aggregation>")  # fmt: skip
     g.add_argument("--seeds", nargs="+", type=nonneg_int, default=[0, 1, 2, 3, 4], metavar="S")
-    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="sampler of spec 3.1")
+    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="sampler of DESIGN.md §3.1")
     g.add_argument("--angles", nargs="+", type=float, default=[15, 30, 45, 60, 75, 90], metavar="DEG",
                    help="custom_tangents: angles theta in degrees")  # fmt: skip
     g = p.add_argument_group("optimization")
     g.add_argument("--lr_table", default=None, metavar="CSV", help="LR table (default forward_grad/lrs/math.csv)")
     g.add_argument("--lr", default=None, metavar="FLOAT|sphere_optimal",
-                   help="one LR for every run, or the sphere's closed-form optimum (spec 3.2)")  # fmt: skip
+                   help="one LR for every run, or the sphere's closed-form optimum (DESIGN.md §3.2)")  # fmt: skip
     g.add_argument("--max_steps", type=positive_int, default=None, metavar="INT", help="default: per function")
     g.add_argument("--early_stopping_patience", type=nonneg_int, default=50, metavar="INT", help="steps")
     g.add_argument("--dtype", default=None, choices=["float32", "float64"],

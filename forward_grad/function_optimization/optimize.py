@@ -1,4 +1,4 @@
-"""Gradient descent on the closed-form functions with bp or forward gradients (spec 3.3 "Math", 3.4).
+"""Gradient descent on the closed-form functions with bp or forward gradients (DESIGN.md §3.3 "Math", 3.4).
 
 x <- x - lr g_hat (no momentum, no .grad), in float32 by default. g_hat is the gradient (bp) or a
 ForwardGradient estimate (fg-mean / frog / any 3.2 aggregation); f(x_t) comes from the jvp's primal.
@@ -6,7 +6,7 @@ Backends: "analytic" (default; the functions' closed-form gradient gives bp and 
 d = V grad f, equal to forward mode up to float rounding and 4-7x faster per step here), "vmap" / "loop"
 (torch.func.grad for bp, torch.func.jvp for the forward gradients: true forward mode through autograd).
 Early stopping: the run stops once f_t >= f_{t-1} held for patience + 1 consecutive steps; a non-finite f stops it
-with stop_reason "nonfinite". Approaches are spelled as in spec 4: "bp", "fg-mean:K", "frog:K", "fg:K:<aggregation>".
+with stop_reason "nonfinite". Approaches (DESIGN.md §4): "bp", "fg-mean:K", "frog:K", "fg:K:<aggregation>".
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Propulate learning-rate search (spec 3.5)."""
+"""Propulate learning-rate search (DESIGN.md §3.5)."""

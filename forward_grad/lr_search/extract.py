@@ -1,6 +1,6 @@
-"""extract_best (spec 3.5): one LR per search label from its checkpoint, written to the lrs/ tables.
+"""extract_best (DESIGN.md §3.5): one LR per search label from its checkpoint, written to the lrs/ tables.
 
-Per checkpoint: s = loss - f* (f* of spec 3.4; 0 for NN); candidates = individuals with s <= s_min (1 + margin)
+Per checkpoint: s = loss - f* (f* of DESIGN.md §3.4; 0 for NN); candidates = individuals with s <= s_min (1 + margin)
 (margin 0.05); the pick is the candidate whose lr_log10 is closest to the candidates' mean lr_log10 (decision: the
 mean is taken in search space).
 """
@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
 from common.cli import UsageError
 from forward_grad.function_optimization import get_function
 from forward_grad.lr_search.search import load_population
+
+log = logging.getLogger(__name__)
 
 __all__ = ["pick_lr", "extract_best", "TASKS", "TABLE_COLUMNS"]
 
@@ -84,8 +87,23 @@ def _belongs(task: str, cfg: dict) -> bool:
     return cfg.get("model") != "fc"
 
 
-def extract_best(search_root: str | Path, task: str, outfile: str | Path, margin: float = 0.05, verbose=False):
-    """Scan search_root/<math|nns>/**/checkpoints and write one row per label to outfile; returns the rows."""
+KEY_COLUMNS = {
+    "math": ("function", "n", "gradient_approach", "k", "tangent_sampler"),
+    "nns": ("model", "width", "dataset", "epochs", "gradient_approach", "k"),
+}
+
+
+def _key(kind: str, row: dict) -> tuple:
+    return tuple(str(row[c]) for c in KEY_COLUMNS[kind])
+
+
+def extract_best(
+    search_root: str | Path, task: str, outfile: str | Path, margin: float = 0.05, verbose=False, update=False
+):
+    """Scan search_root/<math|nns>/**/checkpoints and write one row per label to outfile; returns the rows.
+
+    update: keep the rows of an existing outfile whose search is not under search_root (a partial re-run replaces
+    only its own rows; row order follows the existing table, new rows at the end). verbose: log each pick (INFO)."""
     if task not in TASKS:
         raise UsageError(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
     kind, _ = TASKS[task]
@@ -101,8 +119,13 @@ def extract_best(search_root: str | Path, task: str, outfile: str | Path, margin
             continue
         rows.append(_row(cfg, *picked, len(population), kind))
         if verbose:
-            print(f"{cfg['label']}: lr {rows[-1]['lr']} loss {rows[-1]['loss']} ({picked[2]} candidates)")
+            log.info("%s: lr %s loss %s (%d candidates)", cfg["label"], rows[-1]["lr"], rows[-1]["loss"], picked[2])
     outfile = Path(outfile)
+    if update and outfile.exists():
+        with open(outfile, newline="") as handle:
+            old = list(csv.DictReader(handle))
+        new = {_key(kind, r): r for r in rows}
+        rows = [new.pop(_key(kind, r), r) for r in old] + list(new.values())
     outfile.parent.mkdir(parents=True, exist_ok=True)
     with open(outfile, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS[kind])

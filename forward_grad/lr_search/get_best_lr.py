@@ -1,4 +1,4 @@
-"""Look up searched learning rates in forward_grad/lrs/*.csv (spec 3.5)."""
+"""Look up searched learning rates in forward_grad/lrs/*.csv (DESIGN.md §3.5)."""
 
 from __future__ import annotations
 

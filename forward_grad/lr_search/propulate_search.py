@@ -1,4 +1,4 @@
-"""Propulate LR search for forward-gradient experiments (seed 000; spec 3.5 and 4).
+"""Propulate LR search for forward-gradient experiments (seed 000; DESIGN.md §3.5 and 4).
 
     mpirun -n <N> python forward_grad/lr_search/propulate_search.py <search_config> <mode> <mode_config>
 
@@ -8,6 +8,7 @@ or `extract_best` (write the lrs/ tables from finished searches). One process wi
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ def build_parser() -> ArgumentParser:
     g = parser.add_argument_group("gradient")
     g.add_argument("--gradient", default="bp", choices=["bp", "fg-mean", "frog"], help="gradient approach")
     g.add_argument("-k", "--num_directions", type=positive_int, default=1, metavar="K", help="tangents (not bp)")
-    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="tangent sampler of spec 3.1")
+    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="tangent sampler of DESIGN.md §3.1")
     g = parser.add_argument_group("run")
     g.add_argument("--seed", type=nonneg_int, default=0, metavar="INT", help="seed (rng = Random(seed + rank))")
     g.add_argument("--no_progress", action="store_true", help="hide the progress bar")
@@ -69,6 +70,8 @@ def build_parser() -> ArgumentParser:
     e.add_argument("--outfile", default=None, metavar="CSV", help="default: forward_grad/lrs/<table>")
     e.add_argument("--margin", type=positive_float, default=0.05, metavar="FLOAT", help="candidate margin")
     e.add_argument("--verbose", action="store_true", help="print each pick")
+    e.add_argument("--update", action="store_true",
+                   help="keep the rows of the existing table whose search is not under --search_root")  # fmt: skip
     return parser
 
 
@@ -123,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from forward_grad.lr_search.get_best_lr import LRS_DIR
 
         outfile = args.outfile or LRS_DIR / TASKS[args.task][1]
-        rows = extract_best(args.search_root, args.task, outfile, args.margin, args.verbose)
+        if args.verbose:
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+        rows = extract_best(args.search_root, args.task, outfile, args.margin, args.verbose, update=args.update)
         print(f"{len(rows)} rows -> {outfile}")
         return 0
     cfg = config_from_args(args)

@@ -1,6 +1,6 @@
-"""Baseline pruning rule of the LR search (spec 3.5), free of propulate so it is testable on hand series.
+"""Baseline pruning rule of the LR search (DESIGN.md §3.5), free of propulate so it is testable on hand series.
 
-Symbols: s(.) = loss - f* (f* of spec 3.4; 0 for NN), m the margin (default 0.5), p the patience (p < 1: a fraction
+Symbols: s(.) = loss - f* (DESIGN.md §3.4; 0 for NN), m the margin (default 0.5), p the patience (p < 1: a fraction
 of the run's step budget; p >= 1: steps). The baseline is the finished run with the lowest final loss. A run is
 cancelled when s_t > s(baseline_t)/m and s_t > s(baseline_final) held for more than p consecutive steps; steps
 beyond the baseline's length compare with its final value. Merging keeps the baseline with the better final loss

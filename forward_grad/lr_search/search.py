@@ -1,4 +1,4 @@
-"""Propulate LR search over MPI (spec 3.5; the paper's per-(task, approach, K) constant LR).
+"""Propulate LR search over MPI (DESIGN.md §3.5; the paper's per-(task, approach, K) constant LR).
 
 One float trait lr_log10 in [lo, hi], lr = 10^lr_log10. One propulate 1.2.2 Propulator (no islands), rng =
 Random(seed + rank), COMM_WORLD, get_default_propagator(pop_size, limits, 0.7, 0.4, 0.1, 0.05). The loss is a
@@ -140,7 +140,7 @@ class SearchConfig:
 
 
 def task_label(cfg: SearchConfig) -> str:
-    """Run-dir label of spec 3.5: math/<fn>_n=<%04d>/<grad>[_k=K][__<sampler>] or
+    """Run-dir label of DESIGN.md §3.5: math/<fn>_n=<%04d>/<grad>[_k=K][__<sampler>] or
     nns/<model>[_w=W]__<dataset>[__e=<epochs>]/<grad>[_k=K] (bp carries no k; __e only when epochs != 200)."""
     grad = cfg.gradient if cfg.gradient == "bp" else f"{cfg.gradient}_k={cfg.k}"
     if cfg.mode == "math":

@@ -1,1 +1,1 @@
-"""Neural-network training with forward gradients (spec 3.3, 4, 5)."""
+"""Neural-network training with forward gradients (DESIGN.md §3.3, 4, 5)."""

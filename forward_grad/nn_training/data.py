@@ -1,4 +1,4 @@
-"""Datasets, splits and normalization of spec 5.1 on top of common.data.
+"""Datasets, splits and normalization of DESIGN.md §5.1 on top of common.data.
 
 Splits use random_split semantics with a generator seeded 0: MNIST 50k/10k + official test; CIFAR-10 40k/10k + test;
 SVHN 47225/26032 + test; mnist5k 3500/750/750; digits 1257/270/270. MNIST and mnist5k: (x - 0.1307)/0.3081;
@@ -52,7 +52,7 @@ def _load(name: str, split: str, root: str):
 
 
 def load_splits(name: str, root: str = "data", no_val_set: bool = False) -> Splits:
-    """Train/val/test tensors of spec 5.1 (no_val_set: the validation part joins the training split)."""
+    """Train/val/test tensors of DESIGN.md §5.1 (no_val_set: the validation part joins the training split)."""
     if name not in DATASETS:
         raise UsageError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if name in _ALL_SPLIT:

@@ -1,4 +1,4 @@
-"""Models of spec 5.2 as block lists for node (activity) perturbation, built on common.models.
+"""Models of DESIGN.md §5.2 as block lists for node (activity) perturbation, built on common.models.
 
 Every builder returns an nn.Sequential whose children are the blocks whose outputs a_l are perturbed:
 - fc: [Flatten, Linear(d_in, W), ReLU] [Linear(W, W), ReLU] [Linear(W, 10)]: n = 2W + 10 activities per sample.
@@ -141,7 +141,7 @@ def lenet5(in_channels: int, image_size: int, num_classes: int = 10) -> nn.Seque
 
 
 def build_model(name: str, in_channels: int, image_size: int, num_classes: int = 10, **kw) -> nn.Sequential:
-    """Build a spec 5.2 model as a block list; kw: width (fc), or size overrides for vit/mlpmixer."""
+    """Build a DESIGN.md §5.2 model as a block list; kw: width (fc), or size overrides for vit/mlpmixer."""
     if name == "fc":
         return fc(in_channels * image_size * image_size, kw.get("width", 1024), num_classes)
     if name == "resnet18":

@@ -1,4 +1,4 @@
-"""Train a network with backpropagation or (multi-tangent) forward gradients (paper sec. 4.4/4.5; spec 4).
+"""Train a network with backpropagation or (multi-tangent) forward gradients (paper sec. 4.4/4.5; DESIGN.md §4).
 
 Defaults: --configfile INI < command line (both recorded in config.json). Each epoch writes a metrics.csv row
 (train/val/test loss and accuracy, lr, seconds) and an atomic checkpoint (model, optimizer, data and tangent RNG
@@ -38,7 +38,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--perturbation_mode", default="node", choices=["node", "weight"])
     g.add_argument("--num_directions", type=positive_int, default=1, metavar="K", help="tangents per step")
     g.add_argument("--aggregation", default=None, metavar="AGG", help="default: mean for fg, frog for frog")
-    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="sampler of spec 3.1")
+    g.add_argument("--tangent_sampler", default="normal", metavar="NAME", help="sampler of DESIGN.md §3.1")
     g.add_argument("--normalize_tangents", action="store_true")
     g.add_argument("--scaling_correction", action="store_true")
     g.add_argument("--frog_mode", default="qr", choices=["qr", "solve"])

@@ -1,4 +1,4 @@
-"""Training loop for spec 3.3/4 (train.py and the search's nn mode): bp or forward gradients, node or weight mode.
+"""Training loop for DESIGN.md §3.3/4 (train.py and the search's nn mode): bp or forward gradients, node or weight mode.
 
 Step: sample V (QR for frog) -> jvps -> aggregate -> write .grad -> optimizer.step(). Optimizer `plain_sgd` (torch
 SGD, constant LR, no momentum, no weight decay; all paper runs) or `plain_adam`. Epoch 0 is evaluation only. A train

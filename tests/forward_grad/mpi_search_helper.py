@@ -1,4 +1,4 @@
-"""Run under mpirun by test_fg_mpi.py: a sphere search whose first evaluation on rank 1 raises (spec 7.13)."""
+"""Run under mpirun by test_fg_mpi.py: a sphere search whose first evaluation on rank 1 raises (DESIGN.md §7.13)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from forward_grad.lr_search.search import SearchConfig, SearchFailedError, _math
 def steps(cfg, lr):
     if MPI.COMM_WORLD.rank == 1 and not getattr(steps, "raised", False):
         steps.raised = True
-        raise RuntimeError("forced failure for spec 7.13")
+        raise RuntimeError("forced failure for DESIGN.md §7.13")
     yield from _math_steps(cfg, lr)
 
 

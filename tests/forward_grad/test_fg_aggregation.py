@@ -1,4 +1,4 @@
-"""Spec 7.1 (frog identities) and the aggregation part of 7.4."""
+"""DESIGN.md §7.1 (frog identities) and the aggregation part of 7.4."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_frog_is_orthogonal_projection(n, k):
     for mode, g_hat in (("qr", _frog_qr(V, g)), ("solve", frog_solve(V @ g, V))):
         assert_is_projection(g_hat, g, V)
         again = frog_solve(V @ g_hat, V)  # idempotent: projecting the projection changes nothing
-        assert torch.allclose(again, g_hat, rtol=1e-10, atol=1e-12), f"spec 7.1: frog ({mode}) not idempotent"
+        assert torch.allclose(again, g_hat, rtol=1e-10, atol=1e-12), f"DESIGN.md §7.1: frog ({mode}) not idempotent"
         checked += 1
     assert checked == 2
 
@@ -52,16 +52,16 @@ def test_frog_invariances():
     for name, W in (("V -> AV", A @ V), ("row scaling", scales * V)):
         out = _frog_qr(W, g)
         err = float((out - ref).norm() / ref.norm())
-        assert err <= 1e-10, f"spec 7.1: frog not invariant to {name} (rel err {err:.2e})"
+        assert err <= 1e-10, f"DESIGN.md §7.1: frog not invariant to {name} (rel err {err:.2e})"
     # the angle sampler's rotation keeps span(v_1, v_i) pairs but changes the span: frog of the rotated set equals the
     # projection onto the rotated span, computed independently by the Gram inverse
     Va = sample_tangents("specific_angle_30", k, n, generator=gen(7), dtype=F64)
     err = float((_frog_qr(Va, g) - frog_gram(Va @ g, Va)).norm() / g.norm())
-    assert err <= 1e-10, f"spec 7.1: frog on angle tangents != P_U g ({err:.2e})"
+    assert err <= 1e-10, f"DESIGN.md §7.1: frog on angle tangents != P_U g ({err:.2e})"
 
 
 def test_frog_angle_rotation_invariance():
-    """Frog depends only on span(V): the rotation v_i <- cos t v_1 + sin t unit(v_i - ...) keeps span(V) (spec 3.2)."""
+    """Frog depends only on span(V): the rotation v_i <- cos t v_1 + sin t unit(v_i - ...) keeps span(V) (§3.2)."""
     n, k = 30, 4
     g = torch.randn(n, dtype=F64, generator=gen(8))
     raw = torch.randn(k, n, dtype=F64, generator=gen(9))
@@ -72,7 +72,7 @@ def test_frog_angle_rotation_invariance():
     rotated = torch.cat([v1[None], math.cos(t) * v1 + math.sin(t) * rest])
     a, b = _frog_qr(raw, g), _frog_qr(rotated, g)
     err = float((a - b).norm() / a.norm())
-    assert err <= 1e-10, f"spec 7.1: frog not invariant to the angle rotation ({err:.2e})"
+    assert err <= 1e-10, f"DESIGN.md §7.1: frog not invariant to the angle rotation ({err:.2e})"
 
 
 @pytest.mark.parametrize("extra", [0, 5])
@@ -84,7 +84,7 @@ def test_frog_k_ge_n_is_exact(extra):
         Qt = frog_directions(V)
     assert Qt.shape[0] == n
     for mode, g_hat in (("qr", frog_from_directions(Qt @ g, Qt)), ("solve", frog_solve(V @ g, V))):
-        assert torch.allclose(g_hat, g, rtol=1e-6, atol=0), f"spec 7.1: K = n+{extra} frog ({mode}) != g"
+        assert torch.allclose(g_hat, g, rtol=1e-6, atol=0), f"DESIGN.md §7.1: K = n+{extra} frog ({mode}) != g"
 
 
 def test_frog_degenerate_tangents_finite():
@@ -95,10 +95,10 @@ def test_frog_degenerate_tangents_finite():
     checked = 0
     for V in (torch.stack([v, v, w]), torch.stack([v, torch.zeros(n, dtype=F64), w])):
         for g_hat in (_frog_qr(V, g), frog_solve(V @ g, V)):
-            assert torch.isfinite(g_hat).all(), "spec 9: rank-deficient tangents produced NaN"
-            assert float(g_hat.norm()) <= float(g.norm()) * (1 + 1e-10), "spec 7.1: |g_hat| > |g|"
+            assert torch.isfinite(g_hat).all(), "DESIGN.md §9: rank-deficient tangents produced NaN"
+            assert float(g_hat.norm()) <= float(g.norm()) * (1 + 1e-10), "DESIGN.md §7.1: |g_hat| > |g|"
             again = frog_solve(V @ g_hat, V)
-            assert torch.allclose(again, frog_solve(V @ g, V), atol=1e-10), "spec 7.1: not idempotent"
+            assert torch.allclose(again, frog_solve(V @ g, V), atol=1e-10), "DESIGN.md §7.1: not idempotent"
             checked += 1
     assert checked == 4
 
@@ -111,7 +111,7 @@ def test_frog_forms_agree():
     qr, solve, gram = _frog_qr(V, g), frog_solve(d, V), frog_gram(d, V)
     pinv = torch.linalg.pinv(V) @ d
     for name, other in (("solve", solve), ("gram", gram), ("pinv", pinv)):
-        assert torch.allclose(qr, other, rtol=1e-8, atol=1e-10), f"spec 7.1: qr and {name} disagree"
+        assert torch.allclose(qr, other, rtol=1e-8, atol=1e-10), f"DESIGN.md §7.1: qr and {name} disagree"
 
 
 def test_frog_k1_is_gv_over_norm2():
@@ -119,9 +119,9 @@ def test_frog_k1_is_gv_over_norm2():
     g = torch.randn(n, dtype=F64, generator=gen(17))
     v = torch.randn(1, n, dtype=F64, generator=gen(18))
     g_v = aggregate("mean", v @ g, v)
-    assert float(g_v @ g) >= 0, "spec 7.3: g_v is not a descent direction"
+    assert float(g_v @ g) >= 0, "DESIGN.md §7.3: g_v is not a descent direction"
     frog = _frog_qr(v, g)
-    assert torch.allclose(frog, g_v / (v @ v.T).squeeze(), rtol=1e-12, atol=1e-14), "spec 7.3: frog != g_v/|v|^2"
+    assert torch.allclose(frog, g_v / (v @ v.T).squeeze(), rtol=1e-12, atol=1e-14), "DESIGN.md §7.3: frog != g_v/|v|^2"
 
 
 def test_aggregations_on_hand_made_input():
@@ -129,8 +129,8 @@ def test_aggregations_on_hand_made_input():
     d = torch.tensor([[3.0, -1.0], [0.5, 4.0]], dtype=F64)  # B = 2 samples, K = 2
     mean = aggregate("mean", d, V)
     assert torch.allclose(mean, torch.tensor([[1.5, -1.0, 0.0], [0.25, 4.0, 0.0]], dtype=F64))
-    assert torch.allclose(aggregate("sum", d, V), 2 * mean), "spec 7.4: sum != K mean"
-    assert torch.allclose(aggregate("mean_times_dim", d, V), 3 * mean), "spec 7.4: mean_times_dim != n mean"
+    assert torch.allclose(aggregate("sum", d, V), 2 * mean), "DESIGN.md §7.4: sum != K mean"
+    assert torch.allclose(aggregate("mean_times_dim", d, V), 3 * mean), "DESIGN.md §7.4: mean_times_dim != n mean"
     # max: largest |d_i| per sample -> sample 0 picks tangent 0 (3 > 1), sample 1 picks tangent 1 (4 > 0.5)
     assert torch.allclose(aggregate("max", d, V), torch.tensor([[3.0, 0, 0], [0, 8.0, 0]], dtype=F64))
     # max_normalized: |d_i|/|v_i| = (3, 0.5) and (0.5, 2)
@@ -147,11 +147,11 @@ def test_scaling_correction_formulas():
     V4 = torch.randn(4, n, dtype=F64, generator=gen(20))
     sq = float((V4 * V4).sum(1).mean())
     f4 = scaling_factor("mean", n, V4)
-    assert math.isclose(float(f4), 1 / (sq * math.sqrt((n + 4) / 5) / n), rel_tol=1e-12), "spec 3.2 mean K>1"
+    assert math.isclose(float(f4), 1 / (sq * math.sqrt((n + 4) / 5) / n), rel_tol=1e-12), "DESIGN.md §3.2 mean K>1"
     assert math.isclose(scaling_factor("frog", n, V4), 1 / frog_expected_cos(n, 4), rel_tol=1e-12)
     est = ForwardGradient(4, "frog", scaling_correction=True, generator=gen(21))
     plain = ForwardGradient(4, "frog", generator=gen(21))
     x = torch.randn(n, dtype=F64, generator=gen(22))
     f = lambda z: (z * z).sum()  # noqa: E731
     ratio = est.estimate(f, x).norm() / plain.estimate(f, x).norm()
-    assert math.isclose(float(ratio), 1 / frog_expected_cos(n, 4), rel_tol=1e-10), "spec 3.2 frog scaling"
+    assert math.isclose(float(ratio), 1 / frog_expected_cos(n, 4), rel_tol=1e-10), "DESIGN.md §3.2 frog scaling"

@@ -1,4 +1,4 @@
-"""Spec 7.10 (math_experiments end to end), 7.16 (train.py smoke), 7.17 (CLI: --help, bad input, seed labels)."""
+"""DESIGN.md §7.10 (math_experiments end to end), 7.16 (train.py smoke), 7.17 (CLI: --help, bad input, seed labels)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_seed_commands_parse_to_labels(line, label, monkeypatch):
     args = propulate_search.build_parser().parse_args(shlex.split(line))
     cfg = propulate_search.config_from_args(args)
     cfg.validate()
-    assert task_label(cfg) == label, f"spec 3.5 label for {line!r}"
+    assert task_label(cfg) == label, f"DESIGN.md §3.5 label for {line!r}"
 
 
 BAD = [
@@ -131,7 +131,7 @@ def test_requirements_match_base():
     base = {ln.strip() for ln in (REPO / "requirements" / "base.txt").read_text().splitlines() if "==" in ln}
     ours = [ln.strip() for ln in (REPO / "forward_grad/lr_search/requirements.txt").read_text().splitlines()]
     pins = [ln for ln in ours if ln and not ln.startswith("#")]
-    assert pins and all(p in base for p in pins), f"spec 7.17: pins differ: {[p for p in pins if p not in base]}"
+    assert pins and all(p in base for p in pins), f"DESIGN.md §7.17: pins differ: {[p for p in pins if p not in base]}"
 
 
 def test_math_experiments_end_to_end(tmp_path, capsys):
@@ -148,10 +148,10 @@ def test_math_experiments_end_to_end(tmp_path, capsys):
     assert len(rows) == 2 * 2 * 3 * 2
     row = next(r for r in rows if r["function"] == "styblinski-tang" and r["n"] == "64" and r["approach"] == "frog:2")
     direct = optimize("styblinski-tang", 64, "frog:2", 0.02, max_steps=20, seed=int(row["seed"]), patience=50)
-    assert float(row["final_f"]) == direct.final_f, "spec 7.10: script row != direct library call"
+    assert float(row["final_f"]) == direct.final_f, "DESIGN.md §7.10: script row != direct library call"
     math_experiments.main([*argv, "--resume"])
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["runs_this_call"] == 0 and summary["runs"] == 24, "spec 7.10: --resume re-ran finished runs"
+    assert summary["runs_this_call"] == 0 and summary["runs"] == 24, "DESIGN.md §7.10: --resume re-ran finished runs"
 
 
 TINY_INI = """[DEFAULT]

@@ -1,4 +1,4 @@
-"""Spec 7.5 (jvps vs oracle) and 7.9 (closed-form functions, early stopping)."""
+"""DESIGN.md §7.5 (jvps vs oracle) and 7.9 (closed-form functions, early stopping)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def test_vmap_jvp_matches_oracle(name, dtype, rtol):
     value, d = multi_jvp(fn.f, x, V)
     ref = oracle_jvp(fn.f, x, V)
     scale = float(ref.abs().max())
-    assert float((d - ref).abs().max()) <= rtol * scale, f"spec 7.5: vmap jvp != oracle for {name}"
+    assert float((d - ref).abs().max()) <= rtol * scale, f"DESIGN.md §7.5: vmap jvp != oracle for {name}"
     assert float(value) == float(fn.f(x))
     _, d_loop = multi_jvp(fn.f, x, V, backend="loop")
-    assert torch.allclose(d_loop, d, rtol=rtol, atol=0), "spec 7.5: loop backend != vmap"
+    assert torch.allclose(d_loop, d, rtol=rtol, atol=0), "DESIGN.md §7.5: loop backend != vmap"
     _, d_chunk = multi_jvp(fn.f, x, V, chunk_size=3)
     assert torch.allclose(d_chunk, d, rtol=rtol, atol=0)
 
@@ -70,7 +70,7 @@ def test_function_values_and_gradients():
     g = torch.func.grad(rosen.f)(torch.tensor([-1.0, 0.0], dtype=d))
     assert torch.allclose(g, torch.tensor([-404.0, -200.0], dtype=d))  # d/dx0: -400 x0 (x1 - x0^2) - 2 (1 - x0)
     xs = torch.full((4,), -2.903534, dtype=d)
-    assert abs(float(st(xs)) - 4 * ST_FSTAR_PER_DIM) < 1e-9, "spec 3.4: ST f* constant"
+    assert abs(float(st(xs)) - 4 * ST_FSTAR_PER_DIM) < 1e-9, "DESIGN.md §3.4: ST f* constant"
     assert st.fstar(4) == 4 * -39.16616570377142
     assert float(torch.func.grad(st.f)(torch.zeros(2, dtype=d))[0]) == 2.5
     assert rosen.degenerate(1) and not rosen.degenerate(2) and not sphere.degenerate(1)
@@ -85,12 +85,12 @@ def test_early_stopping_after_patience_plus_one():
         items = list(descend("sphere", 4, "bp", 1.0, patience=patience, max_steps=100))
         assert items[-1][2] == "early_stopped"
         non_improving = len(items) - 1  # step 0 compares with +inf
-        assert non_improving == patience + 1, f"spec 7.9: stopped after {non_improving} != patience+1 steps"
+        assert non_improving == patience + 1, f"DESIGN.md §7.9: stopped after {non_improving} != patience+1 steps"
 
 
 def test_nonfinite_stops():
     r = optimize("sphere", 4, "bp", 1e30, max_steps=100, patience=1000)
-    assert r.stop_reason == "nonfinite" and r.steps < 100, f"spec 7.9: {r.stop_reason} after {r.steps}"
+    assert r.stop_reason == "nonfinite" and r.steps < 100, f"DESIGN.md §7.9: {r.stop_reason} after {r.steps}"
 
 
 def test_bad_inputs():

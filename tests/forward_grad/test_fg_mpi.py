@@ -1,4 +1,4 @@
-"""Spec 7.13 (2-rank agreement despite a raising evaluation) and 7.14 (resume after SIGKILL, corrupt checkpoints)."""
+"""DESIGN.md §7.13 (2-rank agreement despite a raising evaluation) and §7.14 (resume after SIGKILL, corruption)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,11 @@ def _run(mpirun, root, evaluations, *extra, timeout=400, returncode=0):
 @pytest.mark.mpi
 def test_two_ranks_agree_despite_failure(mpirun, tmp_path):
     reports = _run(mpirun, tmp_path, 32, "fail")
-    assert len(reports) == 2 and reports[0]["best_lr"] == reports[1]["best_lr"], "spec 7.13: ranks disagree"
+    assert len(reports) == 2 and reports[0]["best_lr"] == reports[1]["best_lr"], "DESIGN.md §7.13: ranks disagree"
     pop = _population(tmp_path)
-    assert len(pop) == 32 and len({(i.rank, i.generation) for i in pop}) == 32, "spec 7.13: 32 distinct individuals"
+    assert len(pop) == 32 and len({(i.rank, i.generation) for i in pop}) == 32, (
+        "DESIGN.md §7.13: 32 distinct individuals"
+    )
     failed = (tmp_path / LABEL / "failed_evaluations.jsonl").read_text().splitlines()
     assert len(failed) == 1 and "forced failure" in failed[0]
     assert sum(1 for i in pop if i.loss == float("inf")) == 1
@@ -67,18 +69,18 @@ def test_resume_after_sigkill(mpirun, tmp_path):
     _run(mpirun, tmp_path, 16)
     pop = _population(tmp_path)
     keys = [(i.rank, i.generation) for i in pop]
-    assert 16 <= len(pop) <= 17 and len(set(keys)) == len(keys), f"spec 7.14: total {len(pop)}, keys {keys}"
+    assert 16 <= len(pop) <= 17 and len(set(keys)) == len(keys), f"DESIGN.md §7.14: total {len(pop)}, keys {keys}"
     assert before <= set(keys)
     # a finished search re-run evaluates nothing
     reports = _run(mpirun, tmp_path, 16)
-    assert all(r["evaluated"] == 0 for r in reports), "spec 7.14: a finished search evaluated again"
+    assert all(r["evaluated"] == 0 for r in reports), "DESIGN.md §7.14: a finished search evaluated again"
 
 
 @pytest.mark.mpi
 def test_sweep_on_two_ranks_with_long_baselines(mpirun, tmp_path):
     """Regression and E4: 2 ranks, 100 evaluations of 1000-step sphere runs, two labels in one job. propulate
     1.2.2 sent each individual with its 1000-float pruning baseline by a blocking send, which deadlocked at the final
-    barrier; fg-mean K=16 must land within +-25% of 0.5K/(n+K+1) = 7.68e-3 (spec 6 E4)."""
+    barrier; fg-mean K=16 must land within +-25% of 0.5K/(n+K+1) = 7.68e-3 (DESIGN.md §6 E4)."""
     out = tmp_path / "math.csv"
     cmd = [*mpirun, "-n", "2", sys.executable, "forward_grad/lr_search/sweep.py", "--functions", "sphere", "--n",
            "1024", "--approaches", "bp", "fg-mean:16", "--num_evaluations", "100", "--search_root", str(tmp_path),
@@ -93,7 +95,7 @@ def test_sweep_on_two_ranks_with_long_baselines(mpirun, tmp_path):
 
 @pytest.mark.mpi
 def test_search_that_cannot_succeed_is_not_a_success(mpirun, tmp_path):
-    """DESIGN.md §5.4: on 2 ranks, missing data is one line and exit 2 before any evaluation; a search in which every
+    """DESIGN.md §7.13, §3.5: 2 ranks: missing data is one line, exit 2, before any evaluation; a search where every
     evaluation fails exits non-zero on every rank and says why."""
     script = Path(__file__).resolve().parents[2] / "forward_grad" / "lr_search" / "propulate_search.py"
     args = ["--search_root", str(tmp_path), "--num_evaluations", "4", "nn", "--model", "fc", "--dataset", "mnist",

@@ -1,4 +1,4 @@
-"""Spec 7.6 (weight mode), 7.7 (node mode), 7.8 (BatchNorm) on tiny nets and digits."""
+"""DESIGN.md §7.6 (weight mode), 7.7 (node mode), 7.8 (BatchNorm) on tiny nets and digits."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_weight_mode_jvps_match_oracle(digits_batch):
     V = sample_tangents("normal", 4, n, generator=gen(1))
     _, d = fg.weight_jvps(model, digits_batch, V)
     g = torch.cat([t.reshape(-1) for t in _bp_grads(model, *digits_batch)])
-    assert _rel(d, V @ g) <= 1e-5, f"spec 7.6: weight-mode d != V grad L (rel {_rel(d, V @ g):.2e})"
+    assert _rel(d, V @ g) <= 1e-5, f"DESIGN.md §7.6: weight-mode d != V grad L (rel {_rel(d, V @ g):.2e})"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_weight_mode_step_writes_the_estimate(name, k, backend, digits_batch):
     assert all(p.grad is t for p, t in zip(params[::2], kept)), "weight mode: .grad must be written in place"
     got = torch.cat([p.grad.reshape(-1) for p in params])
     want = V.T @ (V @ g) / k
-    assert _rel(got, want) <= 1e-4, f"spec 7.6: weight-mode .grad != V^T d / K (rel {_rel(got, want):.2e})"
+    assert _rel(got, want) <= 1e-4, f"DESIGN.md §7.6: weight-mode .grad != V^T d / K (rel {_rel(got, want):.2e})"
 
 
 def test_weight_mode_frog_exact_without_reverse_mode(digits_batch, monkeypatch):
@@ -81,7 +81,7 @@ def test_weight_mode_frog_exact_without_reverse_mode(digits_batch, monkeypatch):
     assert n < 120
 
     def forbidden(*a, **k):
-        raise AssertionError("spec 7.6: weight mode made a reverse-mode call")
+        raise AssertionError("DESIGN.md §7.6: weight mode made a reverse-mode call")
 
     monkeypatch.setattr(torch.autograd, "grad", forbidden)
     monkeypatch.setattr(torch.Tensor, "backward", forbidden)
@@ -90,7 +90,9 @@ def test_weight_mode_frog_exact_without_reverse_mode(digits_batch, monkeypatch):
         fg.step(model, (x, y))
     monkeypatch.undo()
     for p, g in zip(model.parameters(), ref):
-        assert torch.allclose(p.grad, g, rtol=1e-6, atol=1e-12), "spec 7.6: weight-mode frog K >= n != BP gradient"
+        assert torch.allclose(p.grad, g, rtol=1e-6, atol=1e-12), (
+            "DESIGN.md §7.6: weight-mode frog K >= n != BP gradient"
+        )
 
 
 @pytest.mark.parametrize("name,kw", [("fc", dict(width=16)), ("vit", TINY_VIT)], ids=["fc", "vit"])
@@ -110,14 +112,14 @@ def test_node_mode_jvps_match_oracle(name, kw, digits_batch):
     per_sample = F.cross_entropy(h, y, reduction="none") / len(y)
     ref = oracle_activity_jvp(per_sample, acts, V)
     assert d.shape == (3, len(y))
-    assert _rel(d, ref) <= 1e-5, f"spec 7.7: node-mode d != v . dL/da_b for {name} (rel {_rel(d, ref):.2e})"
+    assert _rel(d, ref) <= 1e-5, f"DESIGN.md §7.7: node-mode d != v . dL/da_b for {name} (rel {_rel(d, ref):.2e})"
     assert torch.allclose(losses, per_sample.detach(), rtol=1e-6)
     # a tangent living only in block 1 reaches the loss through every later block
     first = fg.block_shapes(model, x)[0].numel()
     V1 = torch.zeros(1, n)
     V1[0, :first] = torch.randn(first, generator=gen(3))
     _, d1, _ = fg.node_jvps(model, (x, y), V1)
-    assert float(d1.abs().max()) > 0, "spec 7.7: the block-1 tangent did not cross the later blocks"
+    assert float(d1.abs().max()) > 0, "DESIGN.md §7.7: the block-1 tangent did not cross the later blocks"
 
 
 @pytest.mark.parametrize(
@@ -131,11 +133,11 @@ def test_node_mode_frog_reproduces_bp(name, kw, dtype, rtol, digits_batch):
     x, y = digits_batch[0].to(dtype), digits_batch[1]
     ref = _bp_grads(model, x, y)
     fg = ForwardGradient(200, "frog")
-    assert fg.dimension(model, x) == 2 * 8 + 10, "spec 5.2: FC node dimension 2W + 10"
+    assert fg.dimension(model, x) == 2 * 8 + 10, "DESIGN.md §5.2: FC node dimension 2W + 10"
     with pytest.warns(UserWarning):
         fg.step(model, (x, y))
     for p, g in zip(model.parameters(), ref):
-        assert _rel(p.grad, g) <= rtol, f"spec 7.7: node frog K >= n != BP ({dtype}, rel {_rel(p.grad, g):.2e})"
+        assert _rel(p.grad, g) <= rtol, f"DESIGN.md §7.7: node frog K >= n != BP ({dtype}, rel {_rel(p.grad, g):.2e})"
 
 
 def test_vit_node_mode_frog_reproduces_bp(digits_batch):
@@ -147,7 +149,7 @@ def test_vit_node_mode_frog_reproduces_bp(digits_batch):
     with pytest.warns(UserWarning):
         fg.step(model, (x, y))
     worst = max(_rel(p.grad, g) for p, g in zip(model.parameters(), ref) if float(g.norm()) > 0)
-    assert worst <= 1e-4, f"spec 7.7: ViT node frog K >= n != BP (rel {worst:.2e})"
+    assert worst <= 1e-4, f"DESIGN.md §7.7: ViT node frog K >= n != BP (rel {worst:.2e})"
 
 
 @pytest.mark.parametrize("mode", ["node", "weight"])
@@ -164,8 +166,8 @@ def test_batchnorm_running_stats_and_batch_sum(mode, digits_batch):
     refs = [m for m in twin.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(bns) == 20
     for a, b in zip(bns, refs):
-        assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6), f"spec 7.8: running mean ({mode})"
-        assert torch.allclose(a.running_var, b.running_var, atol=1e-6), f"spec 7.8: running var ({mode})"
+        assert torch.allclose(a.running_mean, b.running_mean, atol=1e-6), f"DESIGN.md §7.8: running mean ({mode})"
+        assert torch.allclose(a.running_var, b.running_var, atol=1e-6), f"DESIGN.md §7.8: running var ({mode})"
         assert int(a.num_batches_tracked) == int(b.num_batches_tracked) == 1
     if mode == "node":
         n = fg.dimension(model, x)
@@ -178,4 +180,4 @@ def test_batchnorm_running_stats_and_batch_sum(mode, digits_batch):
         per_sample = F.cross_entropy(h, y, reduction="none") / len(y)
         ref = oracle_activity_jvp(per_sample, acts, V)
         err = _rel(d.sum(1), ref.sum(1))
-        assert err <= 1e-4, f"spec 7.8: sum_b d_ib != v_i . sum_b dL/da_b under train-mode BN (rel {err:.2e})"
+        assert err <= 1e-4, f"DESIGN.md §7.8: sum_b d_ib != v_i . sum_b dL/da_b under train-mode BN (rel {err:.2e})"

@@ -1,4 +1,4 @@
-"""Spec 7.9 (sphere at derived LRs, 5 seeds), 7.18 [slow]: E1 reduced, E1 angles, E3; E2-E5 on our LR tables."""
+"""DESIGN.md §7.9 (sphere at derived LRs, 5 seeds), 7.18 [slow]: E1 reduced, E1 angles, E3; E2-E5 on our LR tables."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ from forward_grad.reproduce import e1_angles, e1_grid, e2_cells, e2_sphere, e3_c
 def test_e1_reduced_acceptance():
     chk = e1_grid(ns=(16, 64, 256, 1024), ks=(1, 2, 4, 16, 64, 256), samples=500)
     assert len(chk.figures) == 24
-    assert not chk.failures, f"spec 6 E1 rules missed: {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E1 rules missed: {chk.failures}"
 
 
 @pytest.mark.slow
 def test_e1_angles_acceptance():
     chk = e1_angles(samples=4000)
-    assert not chk.failures, f"spec 6 E1 angle rules missed: {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E1 angle rules missed: {chk.failures}"
 
 
 @pytest.mark.slow
 def test_e2_sphere_at_derived_lrs_five_seeds():
     chk = e2_sphere(seeds=(0, 1, 2, 3, 4))
     assert len(chk.figures) == 8
-    assert not chk.failures, f"spec 6 E2 / 7.9 sphere rules missed (±15% K<=4, x/÷3 K=16): {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E2 / 7.9 sphere rules missed (±15% K<=4, x/÷3 K=16): {chk.failures}"
 
 
 @pytest.mark.slow
@@ -33,15 +33,15 @@ def test_e3_frog_invariant_to_tangent_angle():
     """E3's frog rule (rtol 1e-6, same seed, float64); the LR is fixed at 0.01 since no searched table exists."""
     chk = e3_custom(0.01, seeds=(0,), ks=(16,), max_steps=200, include_mean=False)
     assert len(chk.figures[16]["frog"]) == 6
-    assert not chk.failures, f"spec 6 E3: {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E3: {chk.failures}"
 
 
 def test_e4_our_math_table_matches_the_sphere_optimum():
-    """Spec 6 E4 on the committed lrs/math.csv: fg-mean within +-25% of 0.5K/(n+K+1) at n=1024; frog in [0.4, 0.6]
+    """DESIGN.md §6 E4 on the committed lrs/math.csv: fg-mean within +-25% of 0.5K/(n+K+1) at n=1024; frog in [0.4, 0.6]
     for n >= 256, K < n."""
     chk = e4_table()
     assert len(chk.figures) == 4 + 3 * 3, chk.figures  # fg-mean K=1/2/4/16; frog K=2/4/16 at n=256/512/1024
-    assert not chk.failures, f"spec 6 E4: {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E4: {chk.failures}"
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +75,15 @@ def test_e2_rosenbrock_fg_mean16_rule(e2_cells_seed0):
 
 @pytest.mark.slow
 def test_e3_with_our_custom_tangent_table():
-    """Spec 6 E3 as specified (5 seeds, float64) with lrs/math__custom_tangents.csv: frog equal across theta, the
+    """DESIGN.md §6 E3 as specified (5 seeds, float64) with lrs/math__custom_tangents.csv: frog equal across theta, the
     seed-mean f - f* of the mean falls with theta (with 1 seed, converged cells at 1e-5..1e-4 can swap order)."""
     chk = e3_table(seeds=(0, 1, 2, 3, 4))
     assert set(chk.figures) == {16, 64} and all(len(f["mean_gap"]) == 6 for f in chk.figures.values())
-    assert not chk.failures, f"spec 6 E3: {chk.failures}"
+    assert not chk.failures, f"DESIGN.md §6 E3: {chk.failures}"
 
 
 @pytest.mark.slow
 def test_e5_ten_epochs_with_our_fc_table():
-    """Spec 7.18 / demo (e): FC W=256 on mnist5k, 10 epochs, lrs/fc_nns.csv: bp > frog16 >= fg-mean1 + 0.10."""
+    """DESIGN.md §7.18 / demo (e): FC W=256 on mnist5k, 10 epochs, lrs/fc_nns.csv: bp > frog16 >= fg-mean1 + 0.10."""
     chk = e5_fc(lambda grad, k: get_nn_lr("fc", 256, "mnist5k", grad, k), epochs=10, seeds=(0,))
     assert not chk.failures, f"E5 (10 epochs): {chk.failures} {chk.figures}"

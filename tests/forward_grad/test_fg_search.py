@@ -1,4 +1,4 @@
-"""Spec 7.11 (pruning rule, loss generators), 7.12 [slow] (1-rank search), 7.15 (extract_best, LR lookups)."""
+"""DESIGN.md §7.11 (pruning rule, loss generators), 7.12 [slow] (1-rank search), 7.15 (extract_best, LR lookups)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_pruner_relative_patience_fstar_and_margin_zero():
     off = BaselinePruner(margin=0.0)
     off.start_run()
     off.baseline = [1.0]
-    assert not any(off.cancel(1e9) for _ in range(100)), "spec 7.11: margin 0 never prunes"
+    assert not any(off.cancel(1e9) for _ in range(100)), "DESIGN.md §7.11: margin 0 never prunes"
 
 
 def test_pruner_merge_keeps_better_and_unequal_lengths():
@@ -64,7 +64,9 @@ def test_pruner_merge_keeps_better_and_unequal_lengths():
     a_data, b_data = list(a.baseline), list(b.baseline)
     a.merge(b_data)
     b.merge(a_data)
-    assert a.baseline == b.baseline == [9.0, 4.0, 2.0], "spec 7.11: merge keeps the better final loss (commutative)"
+    assert a.baseline == b.baseline == [9.0, 4.0, 2.0], (
+        "DESIGN.md §7.11: merge keeps the better final loss (commutative)"
+    )
     b.merge([1.0, 1.0, 1.0, 1.0, 3.0])
     assert b.baseline == [9.0, 4.0, 2.0], "a worse final loss does not replace the baseline"
 
@@ -102,9 +104,9 @@ def test_loss_generator_nonfinite_and_exception(tmp_path):
         raise RuntimeError("boom")
 
     values = list(make_loss_fn(_cfg(tmp_path), rec, nan_steps)(_Ind(lr_log10=-2.0)))
-    assert values == [1.0, math.inf], "spec 7.11: NaN -> +inf"
+    assert values == [1.0, math.inf], "DESIGN.md §7.11: NaN -> +inf"
     values = list(make_loss_fn(_cfg(tmp_path), rec, raising)(_Ind(lr_log10=-1.0)))
-    assert values == [1.0, math.inf], "spec 7.11: exception -> +inf"
+    assert values == [1.0, math.inf], "DESIGN.md §7.11: exception -> +inf"
     rows = [json.loads(line) for line in (tmp_path / "evaluations.r0.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows] == ["nonfinite", "error"]
     failed = (tmp_path / "failed_evaluations.jsonl").read_text().splitlines()
@@ -149,11 +151,24 @@ def test_extract_best_writes_table(tmp_path):
     )
     assert get_math_lr("styblinski-tang", 4, "fg-mean", 2, lrs_dir=out.parent) == float(rows[0]["lr"])
     fallback = get_math_lr("styblinski-tang", 4, "fg-mean", 2, sampler="specific_angle_30", lrs_dir=out.parent)
-    assert fallback == float(rows[0]["lr"]), "spec 7.15: a custom sampler falls back to the normal row"
+    assert fallback == float(rows[0]["lr"]), "DESIGN.md §7.15: a custom sampler falls back to the normal row"
     with pytest.raises(ValueError, match="no LR"):
         get_math_lr("sphere", 4, "fg-mean", 2, lrs_dir=out.parent)
     with pytest.raises(ValueError, match="no LR in lrs/fc_nns.csv"):
         get_nn_lr("fc", 256, "mnist", "frog", 2, lrs_dir=tmp_path / "lrs")
+    assert get_math_lr("styblinski-tang", 4, "fg-mean", 2, table=out) == float(rows[0]["lr"])
+    with pytest.raises(MissingInputError, match="nope.csv"):
+        get_math_lr("styblinski-tang", 4, "fg-mean", 2, table=tmp_path / "nope.csv")
+    # --update: rows of searches not under search_root stay; this search's row is replaced in place
+    text = out.read_text().splitlines()
+    other = "sphere,8,bp,,normal,plain_sgd,0.25,0.0,100,3,False"
+    stale = text[1].split(",")
+    stale[6] = "0.5"
+    out.write_text("\n".join([text[0], other, ",".join(stale)]) + "\n")
+    rows = extract_best(tmp_path, "math", out, update=True)
+    assert [r["function"] for r in rows] == ["sphere", "styblinski-tang"] and rows[0]["lr"] == "0.25"
+    assert get_math_lr("styblinski-tang", 4, "fg-mean", 2, lrs_dir=out.parent) != 0.5
+    assert extract_best(tmp_path, "math", out) and len(out.read_text().splitlines()) == 2  # no update: rewritten
 
 
 @pytest.mark.slow
@@ -166,12 +181,12 @@ def test_nn_search_smoke(tmp_path):
     assert (res.run_dir / "evaluations.csv").read_text().count("\n") == 5
     assert str(res.run_dir).endswith("nns/fc_w=32__digits__e=2/frog_k=2")
     again = run_search(cfg)
-    assert again.evaluated == 0 and again.population == 4, "spec 3.5: a finished search evaluates nothing"
+    assert again.evaluated == 0 and again.population == 4, "DESIGN.md §3.5: a finished search evaluates nothing"
 
 
 @pytest.mark.slow
 def test_resume_corrupt_checkpoint_and_missing_rank(tmp_path):
-    """Spec 7.14 (1-rank part): corrupt .pickle -> .bkp; both corrupt -> fresh start; a checkpoint without this
+    """DESIGN.md §7.14 (1-rank part): corrupt .pickle -> .bkp; both corrupt -> fresh start; a checkpoint without this
     rank's individuals resumes at generation 0; --delete_old_checkpoints restarts."""
     cfg = SearchConfig(mode="math", function="sphere", n=8, gradient="fg-mean", k=1, num_evaluations=6, max_steps=30,
                        search_root=str(tmp_path), no_progress=True, limits=(-3.0, 0.0))  # fmt: skip
@@ -181,7 +196,7 @@ def test_resume_corrupt_checkpoint_and_missing_rank(tmp_path):
     ckpt.write_bytes(b"garbage")
     cfg.num_evaluations = 7
     res = run_search(cfg)
-    assert res.evaluated in (1, 2) and res.population == 7, "spec 7.14: the .bkp was not used"
+    assert res.evaluated in (1, 2) and res.population == 7, "DESIGN.md §7.14: the .bkp was not used"
     ckpt.write_bytes(b"garbage")
     ckpt.with_suffix(".bkp").write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="fresh"):
@@ -198,7 +213,7 @@ def test_resume_corrupt_checkpoint_and_missing_rank(tmp_path):
     assert res.population == 9 and res.evaluated == 2
     cfg.delete_old_checkpoints, cfg.num_evaluations = True, 3
     res = run_search(cfg)
-    assert res.population == 3 and res.evaluated == 3, "spec 7.14: --delete_old_checkpoints restarts"
+    assert res.population == 3 and res.evaluated == 3, "DESIGN.md §7.14: --delete_old_checkpoints restarts"
 
 
 @pytest.mark.slow
@@ -210,14 +225,14 @@ def test_one_rank_search_finds_derived_lr(tmp_path, n, gradient, k, target):
                        limits=(-4.0, 0.0), seed=0, search_root=str(tmp_path), no_progress=True)  # fmt: skip
     res = run_search(cfg)
     ratio = res.best_lr / target
-    assert 0.5 <= ratio <= 2.0, f"spec 7.12: best lr {res.best_lr:.4g} not within x/÷2 of {target} (seed 0 fixed)"
+    assert 0.5 <= ratio <= 2.0, f"DESIGN.md §7.12: best lr {res.best_lr:.4g} not within x/÷2 of {target} (seed 0 fixed)"
 
 
 def test_sweep_grids_cover_the_tables():
     from forward_grad.lr_search.sweep import grid_cells
 
     cells = grid_cells("math")
-    assert len(cells) == 264 and len(set(cells)) == 264, "spec 3.5: 3 functions x 11 n x 8 approaches"
+    assert len(cells) == 264 and len(set(cells)) == 264, "DESIGN.md §3.5: 3 functions x 11 n x 8 approaches"
     custom = grid_cells("math_custom_tangents")
     assert len(custom) == 14 and {c[3] for c in custom if c[2].startswith("frog")} == {"normal"}
     assert grid_cells("math", ["rosenbrock"], [16], ["frog:16"]) == [("rosenbrock", 16, "frog:16", "normal")]
