@@ -82,7 +82,7 @@ def test_alias_twice_is_type_error():
     assert SLS(params, gamma=2.0, n_batches_per_epoch=100).grow == pytest.approx(2 ** (1 / 100))
 
 
-def test_class_defaults_spec_3_2():
+def test_class_defaults_design_3_2():
     """DESIGN.md §3.2 table: c, init_step_size, grow, shrink, max_trials, beta_s, eta_min, speed_up."""
     from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
 
