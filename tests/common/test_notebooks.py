@@ -28,8 +28,6 @@ CELL_TIMEOUT_S = 120
 # the mark must go once the notebook is committed with its figures).
 NOT_YET_EXECUTED: dict[str, str] = {
     "autowu_reproduction.ipynb": "being executed by autowu in this session",
-    "forward_grad_02_closed_form.ipynb": "being executed by forward_grad in this session",
-    "forward_grad_03_nn_and_search.ipynb": "being executed by forward_grad in this session",
 }
 
 
