@@ -162,12 +162,17 @@ class _Captured(BaseException):
 
 @contextlib.contextmanager
 def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
-    saved = owner.__dict__[name]
+    """Set ``owner.name`` for the block; restore it (or remove it, if ``owner`` did not define it) afterwards."""
+    missing = object()
+    saved = owner.__dict__.get(name, missing)
     setattr(owner, name, value)
     try:
         yield
     finally:
-        setattr(owner, name, saved)
+        if saved is missing:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
 
 
 def entry_point(script: str) -> Callable[[list[str]], Any]:
@@ -193,12 +198,13 @@ def entry_point(script: str) -> Callable[[list[str]], Any]:
 def capture_parser(script: str) -> argparse.ArgumentParser:
     """The parser ``main`` builds: the first ``parse_known_args`` call raises it out of ``main`` before any work."""
 
-    def grab(self: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
+    def grab(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> Any:
         raise _Captured(self)
 
     main = entry_point(script)
-    with (
+    with (  # the private _parse_known_args too: a parser subclass with its own parse_known_args still calls it
         _patched(argparse.ArgumentParser, "parse_known_args", grab),
+        _patched(argparse.ArgumentParser, "_parse_known_args", grab),
         _patched(cli.ArgumentParser, "parse_known_args", grab),
     ):
         try:
