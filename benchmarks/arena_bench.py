@@ -3,9 +3,10 @@
     python benchmarks/arena_bench.py            # prints the ratio table, writes results/bench/arena.json
 
 A1 harness overhead: the quick preset's trials on one workload (digits_mlp, every contestant, 3 trials per study)
-   run in this process; overhead = the process CPU of the whole run minus the clocked init + step CPU minus the
-   evaluation CPU, per trial, against a budget of 5 % of the mean clocked CPU of a trial (ratio = budget / ours,
-   pass when >= 1). The evaluation's share is reported beside it (it is the workload's work, off the clock).
+   run in this process after the one-time imports; overhead = the process CPU of the whole run (planning, building,
+   batching, bookkeeping, files) minus the clocked init + step CPU minus the evaluation CPU, per trial, against a
+   budget of 5 % of the mean clocked CPU of a trial (ratio = budget / ours, pass when >= 1).
+   The evaluation's share is reported beside it (it is the workload's work, off the clock).
 A2 trials per hour on 2 MPI ranks against 1 rank: the same 16 budget-bound trials (adamw_cosine and
    sgd_nesterov_cosine on digits_mlp, 8 trials each) as `python -m arena.run` and `mpirun -n 2 python -m arena.run`,
    wall time of the whole command (start-up included); pass when the ratio is >= 1.8. Only meaningful on an
@@ -30,7 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_overhead(report: BenchReport, out: Path) -> None:
+    from arena import loading
     from arena import run as arena_run
+
+    # one-time start-up (imports of every paper package, propulate) is not a per-trial cost: pay it first
+    for name in loading.list_contestants():
+        loading.load_contestant(name)
+    loading.load_workload("digits_mlp")
+    import propulate  # noqa: F401 - propulate_adamw imports it at its first proposal
 
     argv = [
         "--preset",
