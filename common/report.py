@@ -272,13 +272,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m common.report", description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="run the fuller reproductions (make reproduce)")
     parser.add_argument("--only", default=",".join(PAPERS), metavar="P,Q", help="comma-separated papers to run")
-    parser.add_argument("--out", default="results/demo", metavar="DIR", help="report directory")
+    parser.add_argument(
+        "--out",
+        default="results",
+        metavar="DIR",
+        help="results root: the report goes to <out>/demo (--full: reproduce)",
+    )
     args: argparse.Namespace = parser.parse_args(argv)
     papers = [p.strip() for p in args.only.split(",") if p.strip()]
+    if not papers:
+        raise UsageError(f"--only names no paper; choose from {', '.join(PAPERS)}")
     unknown = sorted(set(papers) - set(PAPERS))
     if unknown:
         raise UsageError(f"unknown paper(s) {', '.join(unknown)}; choose from {', '.join(PAPERS)}")
-    out_dir = Path(args.out) if not args.full else Path(args.out).with_name("reproduce")
+    out_dir = Path(args.out) / ("reproduce" if args.full else "demo")
     start = time.time()
     rows = collect_rows(out_dir, quick=not args.full, papers=papers)
     path = write_report(rows, out_dir, quick=not args.full)

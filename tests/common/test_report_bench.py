@@ -86,3 +86,83 @@ def test_plot_saves_png(tmp_path: Path) -> None:
     ax.plot([0, 1], [1, 0])
     path = save_figure(fig, tmp_path / "a" / "p.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _fake_paper(monkeypatch: pytest.MonkeyPatch, name: str, demo_rows) -> None:
+    import sys
+    import types
+
+    import common.report as report
+
+    pkg = types.ModuleType(name)
+    pkg.__path__ = []
+    demo = types.ModuleType(f"{name}.demo")
+    demo.demo_rows = demo_rows
+    monkeypatch.setitem(sys.modules, name, pkg)
+    monkeypatch.setitem(sys.modules, f"{name}.demo", demo)
+    monkeypatch.setattr(report, "PAPERS", (*report.PAPERS, name))
+
+
+def test_report_main_writes_under_the_results_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from common.report import main
+
+    seen: list[tuple[Path, bool]] = []
+
+    def rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
+        seen.append((out_dir, quick))
+        return [DemoRow("fakep", "c1", "1", "1", "yes"), DemoRow("fakep", "c2", "1", "2", "no")]
+
+    _fake_paper(monkeypatch, "fakep", rows)
+    assert main(["--only", " fakep ", "--out", str(tmp_path)]) == 0
+    assert seen[-1] == (tmp_path / "demo" / "fakep", True)
+    text = (tmp_path / "demo" / "REPORT.md").read_text()
+    assert text.startswith("# Reproduction report (quick demo)") and "yes: 1, no: 1" in text
+    assert main(["--only", "fakep", "--out", str(tmp_path), "--full"]) == 0
+    assert seen[-1] == (tmp_path / "reproduce" / "fakep", False)
+    assert (tmp_path / "reproduce" / "REPORT.md").read_text().startswith("# Reproduction report (full)")
+    assert "report written in" in capsys.readouterr().out
+
+
+def test_report_main_fails_on_error_rows_and_bad_papers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.cli import UsageError
+    from common.report import main
+
+    def broken(out_dir: Path, quick: bool = True) -> list[DemoRow]:
+        raise RuntimeError("demo exploded")
+
+    _fake_paper(monkeypatch, "fakeq", broken)
+    assert main(["--only", "fakeq", "--out", str(tmp_path)]) == 1, "an error row fails the run"
+    rows = collect_rows(tmp_path, papers=["fakeq"])
+    assert [(r.verdict, r.our_figure) for r in rows] == [("error", "RuntimeError: demo exploded")]
+    with pytest.raises(UsageError, match="--only names no paper"):
+        main(["--only", " , ", "--out", str(tmp_path)])
+    with pytest.raises(UsageError, match=r"unknown paper\(s\) nope, zzz; choose from forward_grad"):
+        main(["--only", "zzz,nope,fakeq", "--out", str(tmp_path)])
+
+
+def test_collect_rows_spreads_time_and_reraises_foreign_import_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    _fake_paper(
+        monkeypatch, "fakew", lambda out_dir, quick=True: [DemoRow("fakew", f"c{i}", "", "", "yes") for i in range(4)]
+    )
+    rows = collect_rows(tmp_path, papers=["fakew"])
+    assert len(rows) == 4 and len({r.seconds for r in rows}) == 1 and rows[0].seconds >= 0
+
+    pkg = types.ModuleType("fakez")
+    pkg.__path__ = []
+    monkeypatch.setitem(sys.modules, "fakez", pkg)
+    monkeypatch.setitem(sys.modules, "fakez.demo", None)  # import of fakez.demo raises ModuleNotFoundError
+    assert [r.verdict for r in collect_rows(tmp_path, papers=["fakez"])] == ["not implemented"]
+
+    (tmp_path / "fakey").mkdir()
+    (tmp_path / "fakey" / "__init__.py").write_text("")
+    (tmp_path / "fakey" / "demo.py").write_text("import no_such_module_for_the_demo_test\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_for_the_demo_test"):
+        collect_rows(tmp_path, papers=["fakey"])  # a demo's own missing dependency is a bug, not "not implemented"
