@@ -518,3 +518,73 @@ def test_z1_values_and_their_edge_cases():
     # D_1 < 0 (gamma tau = -1, alpha lambda_1 = 1.5): both values are +inf
     assert u_tilde_at_1([1.0, 0.5], 1.5, 0.0, 1.0, -1.0) == math.inf
     assert v_tilde_at_1([1.0, 0.5], [0.5, 0.5], 1.5, 0.0, 1.0, -1.0) == math.inf
+
+
+# --- SD run internals (DESIGN.md §3.3, §9): the scheduled path against the static one, divergence, progress ---
+
+SD_LAM = power_law_spectrum(40, 1.5)
+SD_C = power_law_coefficients(40, 1.0)
+SD_GRID = [
+    torch.tensor(x, dtype=torch.float64)
+    for x in ([0.2, 0.5, 6.0, 0.3], [0.0, 0.3, 0.2, -0.4], [0.5, 0.2, 0.5, 0.9], [1.0, -1.0, 2.0, 0.5])
+]
+
+
+def _const(x):
+    return lambda n: x
+
+
+def test_sd_scheduled_path_matches_static_path():
+    """Callables (sd_step, one step at a time) and constants (precomputed coefficients) are two independent codes
+    for (E4): on a grid with momentum, gamma, tau all varying and one diverging config they agree."""
+    a, _, g, tau = SD_GRID  # a callable makes the run scheduled; the tensors still span the config grid
+    static = sd_run(SD_LAM, SD_C, 300, a, 0.3, g, tau, track_every=7)
+    sched = sd_run(SD_LAM, SD_C, 300, a, _const(0.3), g, tau, track_every=7)
+    assert static.diverged_at.tolist() == sched.diverged_at.tolist() and int(static.diverged_at[2]) > 0
+    assert [int(d) for d in static.diverged_at if d >= 0] == [int(static.diverged_at[2])], "only config 2 diverges"
+    torch.testing.assert_close(sched.loss, static.loss, rtol=1e-10, atol=0)
+    torch.testing.assert_close(sched.tracked, static.tracked, rtol=1e-10, atol=0)
+    assert sched.tracked.shape == (4, 300 // 7 + 1, 40)
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_sd_divergence_marked_at_the_first_and_the_last_step(scheduled):
+    wrap = _const if scheduled else (lambda x: x)
+    first = sd_run(SD_LAM, SD_C, 5, wrap(1e16))
+    assert int(first.diverged_at) == 1 and torch.isinf(first.loss[1:]).all()
+    d = int(sd_run(SD_LAM, SD_C, 400, wrap(3.0)).diverged_at)
+    assert d > 2
+    last = sd_run(SD_LAM, SD_C, d, wrap(3.0))
+    assert int(last.diverged_at) == d and torch.isinf(last.loss[-1]) and torch.isfinite(last.loss[:-1]).all()
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+@pytest.mark.parametrize("block_bytes", [1, 2**40])
+def test_sd_progress_reports_every_step_once(monkeypatch, scheduled, block_bytes):
+    import sgd_genfunc.theory.sd as sd
+
+    monkeypatch.setattr(sd, "BLOCK_BYTES", block_bytes)
+    beta = _const(0.3) if scheduled else 0.3
+    for n_steps, alpha in ((300, SD_GRID[0]), (300, torch.full((4,), 50.0, dtype=torch.float64))):
+        steps = []
+        res = sd.sd_run(SD_LAM, SD_C, n_steps, alpha, beta, *SD_GRID[2:], on_steps=steps.append)
+        assert sum(steps) == pytest.approx(n_steps) and min(steps) > 0, (scheduled, block_bytes, steps)
+    assert (res.diverged_at > 0).all(), "the second grid diverges everywhere (early exit still reports the rest)"
+
+
+def test_sd_block_rows():
+    import sgd_genfunc.theory.sd as sd
+
+    cpu = torch.device("cpu")
+    assert sd._block_rows(1000, 1000, cpu) == sd.BLOCK_BYTES // (12 * 8 * 1000) == 16
+    assert sd._block_rows(5, 10**7, cpu) == 1 and sd._block_rows(3, 1000, cpu) == 3
+    assert sd._block_rows(1000, 1000, torch.device("meta")) == 1000, "one block off the CPU"
+
+
+def test_sd_more_configs_than_steps_in_blocks(monkeypatch):
+    import sgd_genfunc.theory.sd as sd
+
+    alphas = torch.linspace(0.1, 0.6, 7, dtype=torch.float64)
+    ref = sd.sd_run(SD_LAM, SD_C, 2, alphas, 0.2)
+    monkeypatch.setattr(sd, "BLOCK_BYTES", 1)
+    assert torch.equal(sd.sd_run(SD_LAM, SD_C, 2, alphas, 0.2).loss, ref.loss)
