@@ -115,12 +115,12 @@ def test_zip_lengths_and_outputs(capsys, tmp_path):
     argv = TINY[:-3] + ["--n_steps", "20", "--track_freq", "7", "--track_diag_err", "--lr", "0.1", "0.2"]
     argv += ["--momentum", "0.0", "--batch_size", "1", "4", "--aggr_type", "zip", "--save_dir", str(tmp_path)]
     path = run_ok(SD, argv, capsys)
-    curves = torch.load(f"{path}/loss_curves.pth", weights_only=False)
+    curves = torch.load(f"{path}/loss_curves.pth", weights_only=True)
     assert list(curves) == [(1, 0.1, 0.0), (4, 0.2, 0.0)], "DESIGN.md §4: (b, lr, beta) keys, zip pairs"
     assert all(v.shape == (21,) and v.dtype == torch.float64 for v in curves.values()), (
         "DESIGN.md §3.9: n_steps+1 entries"
     )
-    diag = torch.load(f"{path}/diag_errs.pth", weights_only=False)
+    diag = torch.load(f"{path}/diag_errs.pth", weights_only=True)
     assert diag[(1, 0.1, 0.0)].shape == (3, 32), "DESIGN.md §3.9: n_steps//track_freq + 1 tracked rows"
     summary = json.loads(open(f"{path}/summary.json").read())
     assert summary["phase"] == "signal" and "alpha_c" in summary["configs"][0] and "wall_time_s" in summary
@@ -129,7 +129,7 @@ def test_zip_lengths_and_outputs(capsys, tmp_path):
 def test_divergence_is_recorded(capsys, tmp_path):
     argv = TINY + ["--n_steps", "60", "--lr", "0.5", "5.0", "--batch_size", "1", "--save_dir", str(tmp_path)]
     path = run_ok(SD, argv, capsys)
-    curves = torch.load(f"{path}/loss_curves.pth", weights_only=False)
+    curves = torch.load(f"{path}/loss_curves.pth", weights_only=True)
     bad = curves[(1, 5.0, 0.0)]
     assert not torch.isnan(bad).any() and torch.isinf(bad[-1]), "DESIGN.md §9: later entries +inf, never NaN"
     summary = json.loads(open(f"{path}/summary.json").read())
@@ -142,8 +142,8 @@ def test_full_script_matches_sd_on_hadamard(capsys, tmp_path):
         "train_full", common + ["--basis", "hadamard", "--init", "diagonal", "--save_dir", str(tmp_path / "f")], capsys
     )
     sd = run_ok(SD, common + ["--save_dir", str(tmp_path / "s")], capsys)
-    a = torch.load(f"{full}/loss_curves.pth", weights_only=False)[(10, 1.0, 0.0)]
-    b = torch.load(f"{sd}/loss_curves.pth", weights_only=False)[(10, 1.0, 0.0)]
+    a = torch.load(f"{full}/loss_curves.pth", weights_only=True)[(10, 1.0, 0.0)]
+    b = torch.load(f"{sd}/loss_curves.pth", weights_only=True)[(10, 1.0, 0.0)]
     err = float(((a - b).abs() / b).max())
     assert err < 1e-10, f"issue acceptance: train_full (hadamard, diagonal) matches SD tau=+1 to 1e-10, got {err:.2e}"
 
@@ -197,13 +197,13 @@ def test_four_regimes_deterministic_and_lr_scale(capsys, tmp_path):
     name = "loss_curves_4_regimes.pth"
     a, b = (open(f"{p}/{name}", "rb").read() for p in (p1, p2))
     assert a == b, "DESIGN.md §7.17: same seed gives bitwise equal .pth (CPU)"
-    c1, c3 = (torch.load(f"{p}/{name}", weights_only=False)[(10, 1.2, 0.0)] for p in (p1, p3))
+    c1, c3 = (torch.load(f"{p}/{name}", weights_only=True)[(10, 1.2, 0.0)] for p in (p1, p3))
     assert set(c1) == {"mlp", "mean_field", "gauss", "linearized"}, "DESIGN.md §4: regime keys"
     assert not torch.equal(c1["mlp"], c3["mlp"]) and not torch.equal(c1["linearized"], c3["linearized"])
-    data = torch.load(f"{p1}/data.pth", weights_only=False)
+    data = torch.load(f"{p1}/data.pth", weights_only=True)
     assert set(data) >= {"c_diag", "eigv", "lambda_max", "lr_scale"}
     assert abs(data["lr_scale"] - 200 / data["lambda_max"]) < 1e-12, "DESIGN.md §3.9: lr_scale = N / lambda_max"
     p4 = run_ok("train_4_regimes", argv + ["--lr_scale", "1", "--save_dir", str(tmp_path / "4")], capsys)
-    assert torch.load(f"{p4}/data.pth", weights_only=False)["lr_scale"] == 1.0, (
+    assert torch.load(f"{p4}/data.pth", weights_only=True)["lr_scale"] == 1.0, (
         "DESIGN.md §7.13: --lr_scale 1 gives lr = alpha"
     )
