@@ -105,6 +105,8 @@ def _fmt(x: float, p: int = 4) -> str:
 # --- R1: four regimes on digits -----------------------------------------------------------------------------------
 
 
+# The longest function of the package (~80 lines): one preregistered experiment, its four regimes and the seven rules
+# of DESIGN.md §6 R1 side by side, so a reader can check each rule against the curves it reads.
 def r1_regimes(preset: str = "ci", seed: int = 42) -> Reproduction:
     """R1 (Figure A): net, linearized, full and SD +-1 on digits (N = 1000, H = 1000, alpha = 1.2, beta = 0)."""
     P = PRESETS["R1"][preset]
