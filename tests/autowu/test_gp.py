@@ -102,3 +102,95 @@ def test_flat_then_bowl_keeps_outputscale(seed):
         f"DESIGN.md §7.12: flat-then-bowl switches in (900, 1300], got {res.switch_step}"
     )
     assert min(seen) >= 1e-6 * (1 - 1e-12), f"DESIGN.md §7.12: sigma_f^2 >= 1e-6 at every fit start, min {min(seen)}"
+
+
+def _history(n=240, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(n, dtype=torch.float64) / n
+    return 2.0 + 0.4 * (x - 0.7) ** 2 / 0.1 + 0.05 * torch.randn(n, generator=g, dtype=torch.float64)
+
+
+def test_neg_mll_matches_gpytorch():
+    """The fit's objective is gpytorch's exact marginal log likelihood per point, negated (DESIGN.md §3.2)."""
+    from autowu.gp_test import _neg_mll
+
+    x, y = _data(n=120, seed=2)
+    c, os_, noise = 2.3, 0.41, 2e-3
+    lik = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(1e-4)).double()
+    lik.noise = noise
+    model = ExactGPModel(x, y, lik, 0.2).double()
+    model.mean_module.constant.data.fill_(c)
+    model.covar_module.outputscale = os_
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
+    model.train()
+    lik.train()
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        ref = -float(mll(model(x), y))
+    ours = float(_neg_mll(x, y, torch.tensor(c), torch.tensor(os_), torch.tensor(noise), 0.2))
+    assert abs(ours - ref) <= 1e-7 * abs(ref), (ours, ref)  # gpytorch adds a Cholesky jitter of order 1e-8
+
+
+def test_initial_hyperparameters_and_clip_bounds():
+    """sigma_f^2 starts at log 2, sigma_n^2 at 1e-3; the clip keeps [1e-6, 1e4] and [1e-8, 1e4] + floor."""
+    import math
+
+    from autowu.gp_test import inv_softplus
+
+    t = GPTest(GPConfig())
+    assert t.outputscale == pytest.approx(math.log(2.0), rel=1e-15) and t.noise == pytest.approx(1e-3, rel=1e-12)
+    assert float(t.raw_c) == 0.0
+    for raw_os, raw_noise, os_, nz in ((-60.0, -60.0, 1e-6, 1e-8 + 1e-4), (1e5, 1e5, 1e4, 1e4 + 1e-4)):
+        t.raw_os.fill_(raw_os)
+        t.raw_noise.fill_(raw_noise)
+        t._clip()
+        assert t.outputscale == pytest.approx(os_, rel=1e-9) and t.noise == pytest.approx(nz, rel=1e-9)
+    t.raw_os.fill_(inv_softplus(0.5))
+    t.raw_noise.fill_(inv_softplus(0.01))
+    t._clip()  # inside the bounds: untouched
+    assert t.outputscale == pytest.approx(0.5, rel=1e-12) and t.noise == pytest.approx(0.01 + 1e-4, rel=1e-12)
+
+
+# Fitted (c, sigma_f^2, sigma_n^2) after a first and a second (warm-started) test on a fixed history, recorded from
+# this implementation (its bowl switches agree with the reference procedure, DESIGN.md §7.17). A change of the fit's
+# objective, optimiser settings, warm start or subsample draws moves them.
+GOLDEN = {
+    ("lbfgs", None): (
+        (2.7369854392819692, 0.6134329261063359, 0.0030080569502854856),
+        (2.5472624863693683, 0.6856610400377908, 0.06364536421000017),
+    ),
+    ("adam", 20): (
+        (2.683513688964121, 0.5981157270485693, 0.001195511920760143),
+        (2.7236085872739326, 0.7001010245040044, 0.0014660507907933028),
+    ),
+}
+
+
+@pytest.mark.parametrize(("fit", "iters"), list(GOLDEN))
+def test_fit_is_pinned(fit, iters):
+    t = GPTest(GPConfig(gp_fit=fit, gp_fit_iters=iters))
+    y = _history()
+    first = t(y, torch.ones_like(y, dtype=torch.bool))
+    y2 = torch.cat([y, _history(60, 4)])
+    second = t(y2, torch.ones_like(y2, dtype=torch.bool))
+    for out, expected in zip((first, second), GOLDEN[(fit, iters)]):
+        assert (out.c, out.outputscale, out.noise) == pytest.approx(expected, rel=1e-7)
+
+
+@pytest.mark.parametrize(("fit", "iters"), [("lbfgs", None), ("adam", 5)])
+def test_state_round_trip_gives_the_same_next_test(fit, iters):
+    """GPTest.state_dict (weights_only) carries generator, hyperparameters and Adam moments (DESIGN.md §3.5)."""
+    import io
+
+    cfg = GPConfig(gp_fit=fit, gp_fit_iters=iters, fit_points=50, pred_points=120)
+    y = _history(200)
+    a = GPTest(cfg)
+    a(y, torch.ones_like(y, dtype=torch.bool))
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = GPTest(cfg)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    y2 = torch.cat([y, _history(40, 5)])
+    out_a, out_b = (t(y2, torch.ones_like(y2, dtype=torch.bool)) for t in (a, b))
+    assert out_a[:-1] == out_b[:-1]  # everything but the seconds
+    assert ("adam" in a.state_dict()) == (fit == "adam")
