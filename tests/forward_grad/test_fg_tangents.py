@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from common.cli import UsageError
 from forward_grad.forward_gradient import parse_sampler, sample_tangents
 from forward_grad.testing import gen
 
@@ -68,3 +69,86 @@ def test_resampling_reaches_full_rank():
     assert (ranks == 4).all(), "DESIGN.md §7.4: resampling did not reach full rank"
     low = sample_tangents("rademacher", 6, 4, generator=gen(4), shape=(200,))
     assert (torch.linalg.matrix_rank(low.double()) < 4).any(), "the no-resampling control never hits rank deficiency"
+
+
+SAMPLERS = ["normal", "rademacher", "standard_basis", "specific_angle_30", "varying_length_3"]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_samplers_use_only_the_given_generator_and_dtype(name):
+    """Reproducible from the run's generator alone (the global RNG is never touched), successive draws differ,
+    no generator means a fixed seed 0, and the requested dtype comes back."""
+    global_state = torch.get_rng_state()
+    a = sample_tangents(name, 3, 7, generator=gen(11), dtype=torch.float64)
+    b = sample_tangents(name, 3, 7, generator=gen(11), dtype=torch.float64)
+    assert torch.equal(a, b) and a.dtype == torch.float64 and a.shape == (3, 7)
+    assert torch.equal(torch.get_rng_state(), global_state), "a sampler consumed the global RNG"
+    assert torch.equal(
+        sample_tangents(name, 3, 7, dtype=torch.float64),
+        sample_tangents(name, 3, 7, generator=gen(0), dtype=torch.float64),
+    )
+    g = gen(11)
+    first, second = (sample_tangents(name, 3, 7, generator=g, dtype=torch.float64) for _ in range(2))
+    assert torch.equal(first, a)
+    assert torch.equal(first, second) == (name == "standard_basis"), "the passed generator must advance"
+    assert torch.equal(sample_tangents(name, 3, 7, generator=gen(12), dtype=torch.float64), a) == (
+        name == "standard_basis"
+    )
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_batched_draws_are_independent_samples_with_the_sampler_properties(name):
+    """shape=(B,) gives B tangent sets of shape (K, n), each with the sampler's properties, not copies of one."""
+    k, n, theta = 3, 9, 30.0
+    V = sample_tangents(name, k, n, generator=gen(5), dtype=torch.float64, shape=(4,))
+    assert V.shape == (4, k, n)
+    if name == "standard_basis":
+        assert torch.equal(V, torch.eye(k, n, dtype=torch.float64).expand(4, k, n))
+        return
+    assert not torch.equal(V[0], V[1])
+    if name == "specific_angle_30":
+        assert torch.allclose(V.norm(dim=-1), torch.ones(4, k, dtype=torch.float64), atol=1e-12)
+        cos = (V[:, 1:, :] * V[:, :1, :]).sum(-1)
+        assert torch.allclose(cos, torch.full_like(cos, math.cos(math.radians(theta))), atol=1e-10)
+    if name == "varying_length_3":
+        assert ((V != 0).sum(-1) == 1).all() and all(len(set(r.tolist())) == k for r in V.abs().argmax(-1))
+
+
+def test_unbatched_varying_length_and_its_length_range():
+    V = sample_tangents("varying_length_3", 400, 1000, generator=gen(6), dtype=torch.float64)
+    norms = V.norm(dim=-1)
+    assert V.shape == (400, 1000) and ((V != 0).sum(-1) == 1).all()
+    assert float(norms.min()) >= 1.0 and float(norms.max()) <= 3.0
+    assert float(norms.min()) < 1.05 and float(norms.max()) > 2.95, "lengths must fill U[1, L]"
+    assert torch.equal(sample_tangents("varying_length_1", 4, 4, generator=gen(6)).norm(dim=-1), torch.ones(4))
+    assert sample_tangents("varying_length_2", 4, 4, generator=gen(6)).shape == (4, 4), "K = n distinct axes"
+    with pytest.raises(ValueError, match=r"needs K <= n, got K=5 > n=4"):
+        sample_tangents("varying_length_2", 5, 4)
+
+
+def test_boundaries_and_messages():
+    """The valid edges (theta just above 0, L = 1, n = 1) pass; every rejection names what is wrong."""
+    assert parse_sampler("specific_angle_0.5").param == 0.5 and parse_sampler("varying_length_1").param == 1.0
+    assert sample_tangents("normal", 2, 1, generator=gen(0)).shape == (2, 1)
+    for bad, words in [
+        ("specific_angle_x", "parameter 'x' is not a number"),
+        ("specific_angle_0", "angle theta must lie in (0, 90] degrees, got 0"),
+        ("varying_length_0.5", "maximal length L must be >= 1, got 0.5"),
+        ("gauss", "unknown tangent sampler 'gauss'; choose from normal, rademacher, standard_basis"),
+    ]:
+        with pytest.raises(UsageError) as exc:
+            parse_sampler(bad)
+        assert words in str(exc.value)
+    with pytest.raises(UsageError, match="number of tangents K must be a positive integer, got 0"):
+        sample_tangents("normal", 0, 4)
+    with pytest.raises(UsageError, match="dimension n must be a positive integer, got 0"):
+        sample_tangents("normal", 2, 0)
+
+
+def test_normalize_and_resampling_of_a_single_deficient_draw():
+    V = sample_tangents("rademacher", 3, 16, generator=gen(7), normalize=True, dtype=torch.float64, shape=(2,))
+    assert torch.allclose(V.norm(dim=-1), torch.ones(2, 3, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(V.abs(), torch.full_like(V, 0.25))
+    for seed in range(40):  # one 2x2 rademacher draw is singular half the time: each such draw must be redrawn
+        W = sample_tangents("rademacher", 2, 2, generator=gen(seed), resample_rank_deficient=True, shape=(1,))
+        assert int(torch.linalg.matrix_rank(W[0].double())) == 2
