@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from common.cli import ArgumentParser, UsageError, add_run_args, positive_float, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, add_run_args, announce_resume, positive_float, positive_int, run_main
 from common.runs import open_run, progress
 from common.runtime import set_threads
 
@@ -110,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume and out.exists():
         with open(out, newline="") as handle:
             done = {(r["n"], r["K"], r["aggregation"], r["normalize"], r["sampler"]) for r in csv.DictReader(handle)}
+        announce_resume(out, f"{len(done)} finished cells")
     todo = [c for c in cells(args) if tuple(map(str, c[:5])) not in done]
     new_file = not out.exists()
     saved = {}

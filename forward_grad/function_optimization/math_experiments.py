@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from common.cli import ArgumentParser, UsageError, add_run_args, nonneg_int, positive_int, run_main
+from common.cli import ArgumentParser, UsageError, add_run_args, announce_resume, nonneg_int, positive_int, run_main
 from common.runs import open_run, progress
 from common.runtime import set_threads
 from forward_grad.function_optimization.experiments import STANDARD_APPROACHES, STANDARD_N
@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_csv, hist_csv = run.path / "all.csv", run.path / "history.csv"
     done = {(r["function"], r["n"], r["approach"], r["sampler"], r["seed"]) for r in _read(all_csv)}
     todo = [(c, lr) for c, lr in plan if c.key not in done]
+    if args.resume and done:
+        announce_resume(all_csv, f"{len(done)} finished runs")
     kw = dict(max_steps=args.max_steps, patience=args.early_stopping_patience, dtype=dtype,
               jvp_backend=args.jvp_backend, history=args.history_every)  # fmt: skip
     payloads = [(c, lr, kw) for c, lr in todo]

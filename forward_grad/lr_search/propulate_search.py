@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import ArgumentParser, UsageError, device_arg, nonneg_int, positive_float, positive_int, run_main
+from common.cli import (
+    ArgumentParser,
+    UsageError,
+    announce_resume,
+    device_arg,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
 
 DEVICE_HELP = "auto | cpu | cuda | cuda:N (auto: rank r uses cuda:(local_rank mod #GPUs) when CUDA exists)"
 
@@ -140,6 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from forward_grad.lr_search.search import SearchFailedError, run_search
 
     rank = MPI.COMM_WORLD.rank
+    if rank == 0 and not cfg.delete_old_checkpoints:
+        from forward_grad.lr_search.search import CKPT, load_population
+
+        done = len(load_population(cfg.run_dir / "checkpoints"))
+        if done:
+            announce_resume(cfg.run_dir / "checkpoints" / CKPT, f"{done} of {cfg.num_evaluations} evaluations")
     try:
         result = run_search(cfg)
     except UsageError:

@@ -12,7 +12,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.cli import ArgumentParser, MissingInputError, UsageError, add_run_args, nonneg_int, positive_int, run_main
+from common.cli import (
+    ArgumentParser,
+    MissingInputError,
+    UsageError,
+    add_run_args,
+    announce_resume,
+    nonneg_int,
+    positive_int,
+    run_main,
+)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "defaults.ini"
 SECTION_OF = {"mnist": "MNIST", "fg": "FG", "frog": "FROG", "fc": "FC", "vit": "VIT", "mlpmixer": "MLPMIXER"}
@@ -89,29 +98,24 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
-    from common.checkpoint import load_checkpoint, save_checkpoint
-    from common.runs import open_run, progress
-    from common.runtime import resolve_device, set_threads
+def initial_lr(args) -> float:
+    """--initial_lr as a number, or `table`: the searched LR of lrs/fc_nns.csv or lrs/sota_nns.csv."""
     from forward_grad.lr_search.get_best_lr import get_nn_lr
-    from forward_grad.nn_training.trainer import TrainConfig, Trainer
 
-    args = parse_args(argv)
-    device = resolve_device(args.device)
-    set_threads()
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True)
-    gradient_name = {"bp": "bp", "fg": "fg-mean", "frog": "frog"}[args.gradient_computation]
     if args.initial_lr == "table":
+        gradient_name = {"bp": "bp", "fg": "fg-mean", "frog": "frog"}[args.gradient_computation]
         width = args.model_hidden_size if args.model == "fc" else None
-        lr = get_nn_lr(args.model, width, args.dataset, gradient_name, args.num_directions)
-    else:
-        try:
-            lr = float(args.initial_lr)
-        except ValueError:
-            raise UsageError(f"--initial_lr must be a number or `table`, got {args.initial_lr!r}") from None
+        return get_nn_lr(args.model, width, args.dataset, gradient_name, args.num_directions)
+    try:
+        return float(args.initial_lr)
+    except ValueError:
+        raise UsageError(f"--initial_lr must be a number or `table`, got {args.initial_lr!r}") from None
+
+
+def train_config(args, lr: float, device: str):
+    """The Trainer's TrainConfig from parsed arguments (model size overrides for vit and mlpmixer)."""
+    from forward_grad.nn_training.trainer import TrainConfig
+
     model_kw = {}
     if args.model == "vit":
         model_kw = dict(num_layers=args.vit_layers, hidden_dim=args.vit_hidden, mlp_dim=args.vit_mlp,
@@ -119,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.model == "mlpmixer":
         model_kw = dict(hidden=args.mixer_hidden, num_blocks=args.mixer_blocks,
                         token_mlp=max(1, args.mixer_hidden // 2), channel_mlp=4 * args.mixer_hidden)  # fmt: skip
-    cfg = TrainConfig(
+    return TrainConfig(
         dataset=args.dataset, model=args.model, model_width=args.model_hidden_size, model_kw=model_kw,
         gradient=args.gradient_computation, perturbation_mode=args.perturbation_mode,
         num_directions=args.num_directions, aggregation=args.aggregation, tangent_sampler=args.tangent_sampler,
@@ -127,8 +131,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         frog_mode=args.frog_mode, jvp_backend=args.jvp_backend, jvp_chunk_size=args.jvp_chunk_size,
         optimizer=args.optimizer, lr=lr, epochs=args.epochs, batch_size=args.batch_size,
         early_stopping_patience=args.early_stopping_patience, no_val_set=args.no_val_set, seed=args.seed,
-        device=str(device), data_root=args.data_root, max_batches=args.max_batches,
+        device=device, data_root=args.data_root, max_batches=args.max_batches,
     )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    from common.checkpoint import load_checkpoint, save_checkpoint
+    from common.runs import open_run, progress
+    from common.runtime import resolve_device, set_threads
+    from forward_grad.nn_training.trainer import Trainer
+
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    set_threads()
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    lr = initial_lr(args)
+    cfg = train_config(args, lr, str(device))
     name = args.name or args.output_name
     if args.resume and not name:
         raise UsageError("--resume needs --name (the run directory to continue)")
@@ -149,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ckpt.exists():
             raise MissingInputError(f"--resume: no checkpoint at {ckpt}")
         trainer.load_state_dict(load_checkpoint(ckpt))
+        announce_resume(ckpt, f"epoch {trainer.epoch}")
     bar = progress(total=args.epochs, initial=trainer.epoch, desc="epochs", disable=args.no_progress)
     start = time.time()
     last = trainer.history[-1] if trainer.history else {}
