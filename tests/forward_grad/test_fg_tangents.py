@@ -152,3 +152,16 @@ def test_normalize_and_resampling_of_a_single_deficient_draw():
     for seed in range(40):  # one 2x2 rademacher draw is singular half the time: each such draw must be redrawn
         W = sample_tangents("rademacher", 2, 2, generator=gen(seed), resample_rank_deficient=True, shape=(1,))
         assert int(torch.linalg.matrix_rank(W[0].double())) == 2
+
+
+def test_angle_sampler_follows_its_definition():
+    """DESIGN.md §3.1: unit Gaussians from the generator; v_1 kept; v_i <- cos t v_1 + sin t unit(v_i - (v_i.v_1) v_1)."""
+    k, n, theta = 4, 10, 40.0
+    V = sample_tangents(f"specific_angle_{theta:g}", k, n, generator=gen(8), dtype=torch.float64)
+    raw = torch.randn(k, n, generator=gen(8), dtype=torch.float64)
+    raw = raw / raw.norm(dim=1, keepdim=True)
+    v1, rest = raw[0], raw[1:]
+    ortho = rest - (rest @ v1)[:, None] * v1
+    ortho = ortho / ortho.norm(dim=1, keepdim=True)
+    t = math.radians(theta)
+    assert torch.allclose(V, torch.cat([v1[None], math.cos(t) * v1 + math.sin(t) * ortho]), atol=1e-12)
