@@ -588,3 +588,17 @@ def test_sd_more_configs_than_steps_in_blocks(monkeypatch):
     ref = sd.sd_run(SD_LAM, SD_C, 2, alphas, 0.2)
     monkeypatch.setattr(sd, "BLOCK_BYTES", 1)
     assert torch.equal(sd.sd_run(SD_LAM, SD_C, 2, alphas, 0.2).loss, ref.loss)
+
+
+def test_phase_helpers_compute_in_float64():
+    """Steps given in float32 (a torch run's step axis, say) are still fitted and evaluated in float64."""
+    from sgd_genfunc.theory import fit_slope, noise_asymptote, signal_asymptote
+
+    t64 = np.array([3.0, 50.0, 700.0, 9000.0])
+    t32 = torch.tensor(t64, dtype=torch.float32)
+    L = np.array([0.31, 0.07, 0.011, 0.0023])
+    assert fit_slope(t32, L, 1, 1e4) == pytest.approx(np.polyfit(np.log(t64), np.log(L), 1)[0], rel=1e-13)
+    np.testing.assert_allclose(signal_asymptote(t32, 0.37, 0.8, 0.6, 0.25), signal_asymptote(t64, 0.37, 0.8, 0.6, 0.25),
+                               rtol=1e-14)  # fmt: skip
+    np.testing.assert_allclose(noise_asymptote(t32, 1.7, 0.09, 0.6, 2.3, 0.4, 100), noise_asymptote(t64, 1.7, 0.09, 0.6,
+                               2.3, 0.4, 100), rtol=1e-14)  # fmt: skip
