@@ -67,7 +67,7 @@ STAMP_KEYS = ("paper", "config_sha256", "code_sha256")  # what must match; commi
 
 def config_digest(config: Mapping[str, Any]) -> str:
     """sha256 of the canonical JSON of ``config`` (sorted keys, no spaces; Paths and other objects as str)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -88,22 +88,16 @@ def code_version(dirs: Iterable[str | Path], root: str | Path = REPO_ROOT) -> st
 
 
 def _git_commit(root: Path) -> str:
-    """Short commit of ``root`` with a ``+dirty`` suffix when tracked files differ; "unknown" without git."""
+    """Short commit of ``root`` with ``+dirty`` when tracked files differ from it; "unknown" without git."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty=+dirty", "--exclude=*"],
             capture_output=True,
             text=True,
-            timeout=10,
         )
-        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
+    except OSError:  # no git executable
         return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def stamp(
@@ -124,24 +118,28 @@ def stamp(
         "code_dirs": dirs,
         "commit": _git_commit(Path(root)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": json.loads(json.dumps(config, sort_keys=True, default=str)),
+        "config": json.loads(json.dumps(config, default=str)),
     }
 
 
-def write_stamped(path: str | Path, summary: Mapping[str, Any], stamp: Mapping[str, Any]) -> Path:
-    """Write ``{"stamp": stamp, "summary": summary}`` to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
+def _write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it onto ``path`` (never half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"stamp": dict(stamp), "summary": dict(summary)}, indent=2, default=str)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(text + "\n")
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)  # gone already when the interrupt came right after the rename
         raise
     return path
+
+
+def write_stamped(path: str | Path, summary: Mapping[str, Any], stamp: Mapping[str, Any]) -> Path:
+    """Write ``{"stamp": stamp, "summary": summary}`` to ``path`` atomically, as indented JSON (objects as str)."""
+    text = json.dumps({"stamp": dict(stamp), "summary": dict(summary)}, indent=2, default=str)
+    return _write_atomic(Path(path), text + "\n")
 
 
 def read_stamped(path: str | Path, stamp: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -168,7 +166,7 @@ def read_stamped(path: str | Path, stamp: Mapping[str, Any]) -> tuple[dict[str, 
 
 def cached_note(provenance: Mapping[str, Any]) -> str:
     """The text a row shows for a cached result: ``cached from <YYYY-MM-DD>, <commit>``."""
-    date = str(provenance.get("date", "unknown date"))[:10]
+    date = str(provenance["date"])[:10] if provenance.get("date") else "unknown date"
     return f"cached from {date}, {provenance.get('commit', 'unknown commit')}"
 
 
@@ -241,7 +239,6 @@ def _cell(text: str) -> str:
 
 def write_report(rows: Sequence[DemoRow], out_dir: Path, quick: bool = True) -> Path:
     """Write REPORT.md (a markdown table plus embedded PNGs) and return its path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
     lines = [
         "# Reproduction report" + (" (quick demo)" if quick else " (full)"),
@@ -263,9 +260,7 @@ def write_report(rows: Sequence[DemoRow], out_dir: Path, quick: bool = True) -> 
         for r in pngs:
             rel = os.path.relpath(Path(r.png).resolve(), out_dir.resolve())  # links work from REPORT.md's folder
             lines += [f"**{r.paper}: {r.claim}**", "", f"![{r.paper}]({rel})", ""]
-    path = out_dir / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return _write_atomic(out_dir / "REPORT.md", "\n".join(lines) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -166,3 +167,56 @@ def test_collect_rows_spreads_time_and_reraises_foreign_import_errors(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="no_such_module_for_the_demo_test"):
         collect_rows(tmp_path, papers=["fakey"])  # a demo's own missing dependency is a bug, not "not implemented"
+
+
+def test_report_help_is_the_documented_interface(capsys: pytest.CaptureFixture[str]) -> None:
+    from common.report import PAPERS, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: python -m common.report [-h] [--full] [--only P,Q] [--out DIR] The demo report:")
+    assert "--full run the fuller reproductions (make reproduce) (default: False)" in out
+    assert f"--only P,Q comma-separated papers to run (default: {','.join(PAPERS)})" in out
+    assert "--out DIR results root: the report goes to <out>/demo (--full: reproduce) (default: results)" in out
+
+
+def test_report_defaults_run_every_paper_into_results_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import re
+
+    import common.report as report
+
+    _fake_paper(monkeypatch, "fakeall", lambda out_dir, quick=True: [DemoRow("fakeall", "c", "1", "1", "yes")])
+    monkeypatch.setattr(report, "PAPERS", ("fakeall",))
+    monkeypatch.chdir(tmp_path)
+    assert report.main([]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "results" / "demo" / "REPORT.md").read_text() in out, "the report is printed"
+    assert re.search(r"report written in \d{1,3} s: results/demo/REPORT\.md$", out.strip())
+    with pytest.raises(report.UsageError) as exc:
+        report.main(["--only", ""])
+    assert str(exc.value) == "--only names no paper; choose from fakeall"
+    with pytest.raises(report.UsageError) as exc:
+        report.main(["--only", "x"])
+    assert str(exc.value) == "unknown paper(s) x; choose from fakeall"
+
+
+def test_report_figures_section_and_new_folders(tmp_path: Path) -> None:
+    png = tmp_path / "figs" / "f.png"
+    png.parent.mkdir()
+    png.write_bytes(b"png")
+    rows = [DemoRow("p", "c|1", "a\nb", "2", "yes", png=str(png)), DemoRow("q", "d", "3", "4", "error")]
+    path = write_report(rows, tmp_path / "x" / "y", quick=False)
+    lines = path.read_text().split("\n")
+    assert lines[0] == "# Reproduction report (full)" and lines[1] == ""
+    assert re.fullmatch(r"Generated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\. Verdicts: yes: 1, error: 1", lines[2])
+    assert lines[3:6] == [
+        "",
+        "| paper | claim | paper's figure | our figure | verdict | run dir |",
+        "|---|---|---|---|---|---|",
+    ]
+    assert lines[6] == "| p | c\\|1 | a b | 2 | **yes** |  |"
+    assert lines[8:] == ["", "## Figures", "", "**p: c|1**", "", "![p](../../figs/f.png)", "", ""]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from common.report import (
+    REPO_ROOT,
     cached_note,
     code_version,
     config_digest,
@@ -121,3 +124,96 @@ def test_load_or_compute(repo: Path, tmp_path: Path) -> None:
     assert summary == {"acc": 0.9} and note.startswith("cached from ") and len(calls) == 1
     other = stamp("paper", {**CONFIG, "seeds": [0]}, root=repo)
     assert load_or_compute(path, other, compute)[1] == "computed now" and len(calls) == 2
+
+
+def test_config_digest_is_sha256_of_canonical_json() -> None:
+    config = {"b": Path("x/y"), "a": [1, 2.5], "n": float("nan")}
+    canonical = '{"a":[1,2.5],"b":"x/y","n":NaN}'
+    assert config_digest(config) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_code_version_matches_an_independent_computation(repo: Path) -> None:
+    (repo / "paper" / "a").mkdir()
+    (repo / "paper" / "a" / "z.py").write_text("Z = 1\n")
+    expected = hashlib.sha256()
+    for rel in ["paper/a.py", "paper/a/z.py", "paper/sub/b.py"]:  # posix path order: "." sorts before "/"
+        expected.update(rel.encode() + b"\0")
+        expected.update(hashlib.sha256((repo / rel).read_bytes()).digest())
+    assert code_version(["paper"], repo) == expected.hexdigest()
+
+
+def test_cached_note_without_provenance() -> None:
+    assert cached_note({}) == "cached from unknown date, unknown commit"
+
+
+def test_stamp_holds_the_config_dirs_and_a_utc_date(repo: Path) -> None:
+    st = stamp("paper", {"p": Path("a/b"), "k": [1, 2]}, root=repo)
+    assert st["paper"] == "paper" and st["code_dirs"] == ["paper"] and st["config"] == {"p": "a/b", "k": [1, 2]}
+    assert st["date"].endswith("+00:00") and "T" in st["date"]
+    assert st["code_sha256"] == code_version(["paper"], repo)
+
+
+def test_a_stamp_that_is_no_dict_is_refused(tmp_path: Path, repo: Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"stamp": "forged", "summary": {"r": 1}}))
+    assert read_stamped(path, stamp("paper", {}, root=repo)) is None
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_commit_is_git_short_hash_and_dirty_mark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "r"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "f.py").write_text("A = 1\n")
+    _git(repo, "add", "f.py")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = _git(repo, "rev-parse", "--short", "HEAD")
+    assert stamp("r", {}, code_dirs=[], root=repo)["commit"] == head
+    (repo / "new.py").write_text("")
+    assert stamp("r", {}, code_dirs=[], root=repo)["commit"] == head, "untracked files do not make it dirty"
+    (repo / "f.py").write_text("A = 2\n")
+    assert stamp("r", {}, code_dirs=[], root=repo)["commit"] == head + "+dirty"
+    assert stamp("hp_scaling", {})["commit"].startswith(_git(REPO_ROOT, "rev-parse", "--short", "HEAD"))
+    monkeypatch.setenv("PATH", "")
+    assert stamp("r", {}, code_dirs=[], root=repo)["commit"] == "unknown", "no git executable"
+
+
+def test_write_stamped_is_readable_json_in_new_folders(tmp_path: Path, repo: Path) -> None:
+    st = {"paper": "p", "config_sha256": "c", "code_sha256": "k"}
+    path = write_stamped(tmp_path / "a" / "b" / "s.json", {"run": Path("r/x"), "r": 0.5}, st)
+    expected = {"stamp": st, "summary": {"run": "r/x", "r": 0.5}}
+    assert path.read_text() == json.dumps(expected, indent=2) + "\n"
+    assert [p.name for p in path.parent.iterdir()] == ["s.json"]
+
+
+def test_atomic_write_cleans_up_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import re
+
+    from common.report import _write_atomic
+
+    path = _write_atomic(tmp_path / "f.json", "old")
+    real_replace = os.replace
+    seen: list[str] = []
+
+    def failing_replace(src, dst) -> None:
+        seen.append(str(Path(src).relative_to(tmp_path)))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        _write_atomic(path, "new")
+    assert len(seen) == 1 and re.fullmatch(r"\.f\.json\..+\.tmp", seen[0]), seen
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+    def replace_then_interrupt(src, dst) -> None:
+        real_replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _write_atomic(path, "newer")
+    assert path.read_text() == "newer" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
