@@ -602,3 +602,14 @@ def test_phase_helpers_compute_in_float64():
                                rtol=1e-14)  # fmt: skip
     np.testing.assert_allclose(noise_asymptote(t32, 1.7, 0.09, 0.6, 2.3, 0.4, 100), noise_asymptote(t64, 1.7, 0.09, 0.6,
                                2.3, 0.4, 100), rtol=1e-14)  # fmt: skip
+
+
+def test_asymptotes_of_alpha_c_compute_in_float64():
+    from sgd_genfunc.theory import asymptote_minus1
+
+    b32 = np.array([-0.7, 0.3, 0.9], dtype=np.float32)
+    b64 = b32.astype(np.float64)
+    assert asymptote_minus1(b32, 0.3).dtype == np.float64
+    np.testing.assert_allclose(asymptote_minus1(b32, 0.3), 2 * (1 + b64) / 0.3, rtol=1e-15)
+    lam = [1.0, 0.5]
+    np.testing.assert_allclose(asymptote_plus1(b32, 0.7, lam), 2 * (1 - b64) / (0.7 * math.sqrt(0.5)), rtol=1e-14)
