@@ -7,6 +7,7 @@ lies just before "now", so the winning j is close to K, Sigma_jK is large and p 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gpytorch
@@ -177,3 +178,54 @@ def test_switch_lr_is_the_ramp_at_the_estimated_minimum():
 def test_patience_setting(patience):
     sched = _drive([True] * 9, 100, patience=patience)
     assert sched.switch_step == 10 * patience
+
+
+# ---- the middle phase's plateau logic against torch's ReduceLROnPlateau -------------------------------------------
+def _plateau_losses(epochs, s):
+    """Per-step positive losses whose epoch means improve, stall, improve below the 1e-4 threshold, and stall."""
+    means = []
+    level = 1.0
+    for e in range(epochs):
+        phase = (e // 9) % 3
+        if phase == 0:
+            level *= 0.97  # clear improvement
+        elif phase == 1:
+            level *= 1 - 5e-5  # improvement below the relative threshold: a bad epoch
+        means.append(level)  # phase 2: flat
+    return [m + (0.01 if i % 2 else -0.01) for m in means for i in range(s)]
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.9])
+def test_plateau_reductions_match_torch_reduce_lr_on_plateau(factor):
+    """decay_phase_stat='loss': epoch-mean loss, mode min, rel threshold 1e-4, patience 5, factor f (DESIGN.md §3.3)."""
+    s, e = 10, 100
+    script = ScriptedTest([True] * 40)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = AutoWU(
+        opt,
+        s,
+        e,
+        immediate_cooldown=False,
+        decay_phase_stat="loss",
+        decay_phase_factor=factor,
+        test_factory=lambda cfg: script,
+    )
+    for _ in range(30):  # three positive tests: switch at step 30
+        sched.step(1.0)
+    assert sched.switch_step == 30 and sched.phase == "decay"
+    middle_epochs = (800 - 30) // s  # t_c = 0.8 T = 800
+    losses = _plateau_losses(middle_epochs, s)
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=sched.switch_lr)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, mode="min", factor=factor, patience=5, threshold=1e-4)
+    reductions = 0
+    for epoch in range(middle_epochs):
+        chunk = losses[epoch * s : (epoch + 1) * s]
+        for v in chunk:
+            sched.step(v)
+        ref.step(sum(chunk) / s)
+        if epoch == middle_epochs - 1:
+            assert sched.phase == "final", "the cooldown starts at t_c = 800"
+            break
+        assert sched.get_last_lr()[0] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12), f"epoch {epoch}"
+        reductions = round(math.log(ref_opt.param_groups[0]["lr"] / sched.switch_lr) / math.log(factor))
+    assert reductions >= 2, "the fixture must trigger reductions"
