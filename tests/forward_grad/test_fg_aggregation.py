@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
 
+from common.cli import UsageError
 from forward_grad.forward_gradient import (
     ForwardGradient,
     aggregate,
@@ -155,3 +157,85 @@ def test_scaling_correction_formulas():
     f = lambda z: (z * z).sum()  # noqa: E731
     ratio = est.estimate(f, x).norm() / plain.estimate(f, x).norm()
     assert math.isclose(float(ratio), 1 / frog_expected_cos(n, 4), rel_tol=1e-10), "DESIGN.md §3.2 frog scaling"
+
+
+NAMES = ["mean", "sum", "mean_times_dim", "max", "max_normalized", "mean_of_top_k", "orthogonal_projection"]
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+@pytest.mark.parametrize("name", NAMES)
+def test_batched_tangent_sets_equal_per_sample_aggregation(name, scaling):
+    """DESIGN.md §3.2 shapes: V (B, K, n) with d (B, K) aggregates each sample with its own tangents."""
+    B, k, n = 3, 3, 5
+    V = torch.randn(B, k, n, dtype=F64, generator=gen(30)) * torch.tensor([1.0, 2.0, 0.5], dtype=F64)[:, None]
+    d = torch.randn(B, k, dtype=F64, generator=gen(31))
+    got = aggregate(name, d, V, scaling_correction=scaling)
+    want = torch.stack([aggregate(name, d[b], V[b], scaling_correction=scaling) for b in range(B)])
+    assert got.shape == (B, n) and torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    if name == "orthogonal_projection":
+        for b in range(B):
+            assert torch.allclose(frog_gram(d, V)[b], frog_gram(d[b], V[b]), rtol=1e-10)
+            Qt = frog_directions(V, warn=False)
+            assert torch.allclose(
+                frog_from_directions(Qt[b] @ frog_solve(d, V)[b], Qt[b]), frog_solve(d[b], V[b]), rtol=1e-10
+            )
+
+
+def test_frog_aggregate_is_the_projection_and_scaling_multiplies():
+    n, k = 12, 3
+    g = torch.randn(n, dtype=F64, generator=gen(32))
+    V = torch.randn(k, n, dtype=F64, generator=gen(33))
+    frog = aggregate("frog", V @ g, V)
+    assert torch.allclose(frog, _frog_qr(V, g), rtol=1e-10), "aggregate('frog') is P_U g"
+    for name in NAMES:
+        plain, scaled = aggregate(name, V @ g, V), aggregate(name, V @ g, V, scaling_correction=True)
+        assert torch.allclose(scaled, plain * scaling_factor(name, n, V), rtol=1e-12)
+    for name in ("sum", "max", "max_normalized", "mean_of_top_k", "mean_times_dim"):
+        assert scaling_factor(name, n, V) == 1.0
+    assert not torch.allclose(aggregate("mean", V @ g, V, scaling_correction=True), aggregate("mean", V @ g, V))
+
+
+def test_max_normalized_and_top_k_window_edges():
+    V = torch.tensor([[1.0, 0.0, 0.0], [0.0, 4.0, 0.0]], dtype=F64)
+    d = torch.tensor([3.0, 8.0], dtype=F64)  # |d|: tangent 1 wins; |d|/|v| = (3, 2): tangent 0 wins
+    assert torch.equal(aggregate("max", d, V), torch.tensor([0.0, 32.0, 0.0], dtype=F64))
+    assert torch.equal(aggregate("max_normalized", d, V), torch.tensor([3.0, 0.0, 0.0], dtype=F64))
+    W = torch.eye(3, dtype=F64)
+    best = 1.125
+    edge = torch.tensor([best, best - 0.1, 0.5], dtype=F64)  # the second score sits exactly on the window's edge
+    assert torch.allclose(
+        aggregate("mean_of_top_k", edge, W), torch.tensor([best / 2, (best - 0.1) / 2, 0.0], dtype=F64)
+    )
+    with pytest.raises(UsageError) as exc:
+        aggregate("median", edge, W)
+    assert "unknown aggregation 'median'; choose from mean, sum, mean_times_dim, max, max_normalized" in str(exc.value)
+
+
+def test_frog_solve_takes_the_triangular_solve_and_falls_back_only_when_deficient(monkeypatch):
+    """Full-rank V (K <= n, also K = n) never needs pinv; a rank-deficient V at any scale does (and stays bounded)."""
+    g = torch.randn(6, dtype=F64, generator=gen(34))
+    full = torch.randn(6, 6, dtype=F64, generator=gen(35))
+    bad = torch.randn(4, 6, dtype=F64, generator=gen(36)) * 1e6
+    bad[3] = bad[0] + bad[1]
+    want_bad = frog_solve(bad @ g, bad)
+
+    def no_pinv(*args, **kwargs):
+        raise AssertionError("pinv fallback on a well-conditioned V")
+
+    monkeypatch.setattr(torch.linalg, "pinv", no_pinv)
+    for k in (2, 6):
+        V = full[:k]
+        assert torch.allclose(frog_solve(V @ g, V), _frog_qr(V, g), rtol=1e-9, atol=1e-12)
+    monkeypatch.undo()
+    assert torch.isfinite(want_bad).all() and float(want_bad.norm()) <= float(g.norm()) * (1 + 1e-6)
+    assert torch.allclose(frog_solve(V @ g, V), _frog_qr(V, g), rtol=1e-9)
+
+
+def test_k_ge_n_warning_names_the_caller_and_k_lt_n_is_silent():
+    with pytest.warns(UserWarning, match=r"K=4 >= n=4: frog uses n orthonormal directions") as rec:
+        frog_directions(torch.randn(4, 4, dtype=F64, generator=gen(37)))
+    assert rec[0].filename == __file__, "the warning points at the code that asked for K >= n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Qt = frog_directions(torch.randn(3, 4, dtype=F64, generator=gen(38)))
+    assert Qt.shape == (3, 4) and torch.allclose(Qt @ Qt.T, torch.eye(3, dtype=F64), atol=1e-12)
