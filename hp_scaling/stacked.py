@@ -87,20 +87,27 @@ def _sgd_update(params, grads, bufs, neg_lr, momentum, weight_decay, nesterov, f
 
 
 def _group_by_source(model: DagMLP, params: dict) -> tuple[dict, list]:
-    """Stacked parameters regrouped for the bmm path: the Linear edges leaving node s become one (G, k*n, n) block.
+    """Stacked parameters regrouped for the bmm path: the Linear edges leaving node s become one (G, n, k*n) block.
 
     One batched matmul per source node then replaces one per edge (the complete 5-node DAG: 4 instead of 10), and
-    act(z_s) is computed once per node. Returns the new parameter dict and the plan: per source s, the targets of
-    its Linear edges (in order) and of its skip edges. Only the stacked trainer sees this layout.
+    act(z_s) is computed once per node. Weights are stored transposed ((G, in, out), contiguous): the forward
+    matmul reads them without a transposed view and autograd returns contiguous weight gradients, so the SGD
+    update never copies. Returns the new parameter dict and the plan: per source s, the targets of its Linear
+    edges (in order) and of its skip edges. Only the stacked trainer sees this layout.
     """
     n = model.dag.n_nodes
     plan = []
-    grouped = {k: v for k, v in params.items() if not k.startswith("edges.")}
+    grouped = {}
+    for key in ("stem", "readout"):
+        grouped[f"{key}.weight"] = params[f"{key}.weight"].transpose(1, 2).contiguous()
+        if f"{key}.bias" in params:
+            grouped[f"{key}.bias"] = params[f"{key}.bias"]
     for s in range(n - 1):
         lin = [t for (ss, t, par) in model.edge_list if ss == s and par]
         skip = [t for (ss, t, par) in model.edge_list if ss == s and not par]
         if lin:
-            grouped[f"src{s}.weight"] = torch.cat([params[f"edges.{s}_{t}.weight"] for t in lin], dim=1)
+            weight = torch.cat([params[f"edges.{s}_{t}.weight"] for t in lin], dim=1)
+            grouped[f"src{s}.weight"] = weight.transpose(1, 2).contiguous()
             if f"edges.{s}_{lin[0]}.bias" in params:
                 grouped[f"src{s}.bias"] = torch.cat([params[f"edges.{s}_{t}.bias"] for t in lin], dim=1)
         plan.append((s, lin, skip))
@@ -110,7 +117,7 @@ def _group_by_source(model: DagMLP, params: dict) -> tuple[dict, list]:
 def _grouped_forward(plan, n_nodes, params, x, act, block, width):
     """Logits (G, B, classes) of the stacked DagMLP; the same sums as ``dag_forward``, in the same order."""
     g = params.get
-    h0 = torch.matmul(x, params["stem.weight"].transpose(-1, -2))
+    h0 = torch.matmul(x, params["stem.weight"])
     if g("stem.bias") is not None:
         h0 = h0 + g("stem.bias").unsqueeze(-2)
     acc: list = [None] * n_nodes
@@ -120,7 +127,7 @@ def _grouped_forward(plan, n_nodes, params, x, act, block, width):
         acc[s] = node
         if lin:
             src = act(node) if block == "pre" else node
-            y = torch.matmul(src, params[f"src{s}.weight"].transpose(-1, -2))
+            y = torch.matmul(src, params[f"src{s}.weight"])
             if g(f"src{s}.bias") is not None:
                 y = y + g(f"src{s}.bias").unsqueeze(-2)
             if block == "post":
@@ -131,7 +138,7 @@ def _grouped_forward(plan, n_nodes, params, x, act, block, width):
             acc[t] = node if acc[t] is None else acc[t] + node
     last = acc[-1] if acc[-1] is not None else torch.zeros_like(acc[0])
     last = act(last) if block == "pre" else last
-    out = torch.matmul(last, params["readout.weight"].transpose(-1, -2))
+    out = torch.matmul(last, params["readout.weight"])
     return out if g("readout.bias") is None else out + g("readout.bias").unsqueeze(-2)
 
 
