@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gpytorch
@@ -194,3 +195,117 @@ def test_state_round_trip_gives_the_same_next_test(fit, iters):
     out_a, out_b = (t(y2, torch.ones_like(y2, dtype=torch.bool)) for t in (a, b))
     assert out_a[:-1] == out_b[:-1]  # everything but the seconds
     assert ("adam" in a.state_dict()) == (fit == "adam")
+
+
+# ---- validation, draws, failure paths (mutation testing found these unpinned) ------------------------------------
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"lengthscale": 0.0}, "lengthscale"),
+        ({"confidence": 0.0}, "confidence"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"n_preds": 0, "votes": 0}, "n_preds"),
+        ({"fit_points": 0}, "fit_points"),
+        ({"pred_points": 0}, "pred_points"),
+        ({"votes": 0}, "votes"),
+        ({"votes": 6}, "votes"),
+        ({"grid_size": 1}, "grid_size"),
+        ({"gp_fit": "sgd"}, "gp_fit"),
+        ({"gp_fit_iters": 0}, "gp_fit_iters"),
+    ],
+)
+def test_gpconfig_rejects_and_names(kw, name):
+    with pytest.raises(ValueError, match=f"{name}.*got"):
+        GPConfig(**kw)
+
+
+def test_gpconfig_accepts_the_boundaries_and_normalises_types():
+    cfg = GPConfig(
+        lengthscale=1e-9, confidence=1e-9, n_preds=1, votes=1, fit_points=1, pred_points=1, grid_size=2, gp_fit_iters=1
+    )
+    assert (cfg.votes, cfg.grid_size, cfg.gp_fit_iters) == (1, 2, 1)
+    assert GPConfig(gp_fit="adam").fit_iters == 100 and GPConfig().fit_iters == 5
+    cfg = GPConfig(gp_fit_iters=3.0, votes=2.0, lengthscale=1, seed=True)
+    assert type(cfg.gp_fit_iters) is int and type(cfg.votes) is int and type(cfg.lengthscale) is float
+    assert type(cfg.seed) is int and cfg == GPConfig(gp_fit_iters=3, votes=2, lengthscale=1.0, seed=1)
+
+
+def test_subsample_is_a_sorted_draw_without_replacement():
+    from autowu.gp_test import subsample
+
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    idx = subsample(50, 20, g1)
+    ref = torch.multinomial(torch.ones(50, dtype=torch.float32), 20, replacement=False, generator=g2).sort().values
+    assert torch.equal(idx, ref) and idx.unique().numel() == 20
+    assert subsample(20, 20, g1) is None
+
+
+@pytest.mark.parametrize("nv", [20, 21])
+def test_predictions_use_the_drawn_subsets(nv):
+    """One fit draw when n_valid > fit_points; prediction draws only when n_valid > pred_points; p_r on that subset."""
+    from autowu.gp_test import subsample
+
+    cfg = GPConfig(fit_points=10, pred_points=20)
+    y = _history(nv)
+    out = GPTest(cfg)(y, torch.ones(nv, dtype=torch.bool))
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(nv, dtype=torch.float64) / nv
+    assert subsample(nv, 10, g) is not None  # the fit's draw
+    grid = torch.linspace(0, 1, 500, dtype=torch.float64)
+    expected_p, expected_z = [], []
+    for _ in range(1 if nv <= 20 else 5):
+        idx = subsample(nv, 20, g)
+        xs, ys = (x, y) if idx is None else (x[idx], y[idx])
+        mu, diag, col = posterior_parts(xs, ys, grid, out.c, out.outputscale, out.noise, 0.2)
+        expected_p.append(min_in_past_prob(mu, diag, col, 1e-4))
+        expected_z.append(float(grid[int(torch.argmin(mu))]))
+    if nv <= 20:
+        expected_p, expected_z = expected_p * 5, expected_z * 5
+    assert out.probs == pytest.approx(tuple(expected_p), rel=1e-12) and out.z_star == tuple(expected_z)
+    assert (out.n, out.n_valid, out.failures) == (nv, nv, 0)
+
+
+def test_three_valid_points_run_the_test_two_do_not():
+    t = GPTest(GPConfig())
+    y = torch.tensor([2.0, float("nan"), 1.5, 1.2], dtype=torch.float64)
+    out = t(y, torch.isfinite(y))
+    assert len(out.probs) == 5 and (out.n, out.n_valid) == (4, 3)
+    y = torch.tensor([2.0, float("nan"), 1.5, float("inf")], dtype=torch.float64)
+    out = GPTest(GPConfig())(y, torch.isfinite(y))
+    assert out.probs == () and out.z_star == () and out.verdict is False and out.votes == 0
+    assert (out.n, out.n_valid, out.failures, out.c) == (4, 2, 0, 0.0)
+    assert out.outputscale == pytest.approx(0.6931471805599453) and out.noise == pytest.approx(1e-3)
+    assert 0.0 <= out.seconds < 60.0
+
+
+def test_failed_posterior_is_a_negative_vote_with_a_warning(monkeypatch):
+    import autowu.gp_test as gp
+
+    seen = []
+
+    def failing(*a, **k):
+        seen.append(torch.get_num_threads())
+        return None
+
+    monkeypatch.setattr(gp, "posterior_parts", failing)
+    y = _history(60)
+    with pytest.warns(UserWarning, match="Cholesky failed after jitter; negative vote"):
+        out = GPTest(GPConfig())(y, torch.ones(60, dtype=torch.bool))
+    assert seen == [1], "one thread inside the test, and the five coinciding predictions are computed once"
+    assert out.failures == 5 and out.votes == 0 and out.verdict is False
+    assert all(math.isnan(p) for p in out.probs) and all(math.isnan(z) for z in out.z_star) and len(out.probs) == 5
+
+
+def test_cholesky_jitter_and_give_up():
+    from autowu.gp_test import _cholesky
+
+    v = torch.tensor([[1.0], [1.0], [2.0]], dtype=torch.float64)
+    singular = v @ v.T  # rank 1: the plain factorisation fails, jitter 1e-10 * scale succeeds
+    chol = _cholesky(singular, 10.0)
+    assert chol is not None
+    jittered = singular + 1e-9 * torch.eye(3, dtype=torch.float64)
+    assert torch.allclose(chol @ chol.T, jittered, rtol=0, atol=1e-12)
+    indefinite = torch.diag(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    assert _cholesky(indefinite, 1.0) is None
+    pd = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+    assert torch.equal(_cholesky(pd, 1.0), torch.linalg.cholesky(pd))
