@@ -56,6 +56,7 @@ def test_dag_accessors():
     dag = parse_code("3_04_201", "nb201")
     assert dag.n_nodes == 4 and dag.digits == ((3,), (0, 4), (2, 0, 1))
     assert dag.adjacency().tolist() == [[-1, 1, -1, 1], [-1, -1, 0, -1], [-1, -1, -1, 0], [-1, -1, -1, -1]]
+    assert dag.adjacency().dtype == np.int64
     assert [dag.in_degree(t) for t in range(4)] == [0, 1, 1, 2]
     assert dag.edges() == [(0, 1, 3), (1, 2, 4), (0, 3, 2), (2, 3, 1)]
     assert [dag.is_parameterized(d) for d in range(5)] == [False, False, True, True, False]
@@ -70,7 +71,7 @@ def test_infer_family_and_as_dag():
     assert infer_family("1_01_001") == "mlp" and infer_family("2_22_222_2222") == "mlp"
     assert infer_family("3_00_000_0000") == "mlp", "four tokens is never a cell"
     dag = parse_code("2_02")
-    assert _as_dag(dag) is dag
+    assert _as_dag(dag) is dag and _as_dag("2_02").family == "mlp"
     arch = code_to_arch_str("3_03_101")
     assert _as_dag(arch, "nb201").code == "3_03_101" and _as_dag("3_03_101", "tinynetwork").family == "nb201"
 
