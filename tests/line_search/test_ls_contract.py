@@ -231,3 +231,66 @@ def test_memory_footprint(r, digits):
     )
     assert mem["state_bytes"] == adam_bytes, f"DESIGN.md §7.16: {mem['state_bytes']} != Adam {adam_bytes}"
     assert 0 < mem["work_bytes"] <= param_bytes, f"DESIGN.md §7.16: work {mem['work_bytes']} > params {param_bytes}"
+
+
+def test_class_directions_and_state_defaults():
+    """DESIGN.md §3.2: tested direction / step taken, Adam moments, eta_max, betas, eps, weight_decay per class."""
+    from line_search.sls import SLS, AdamSLS, KenSLS, SaLSa
+
+    p = list(mlp().parameters())
+    table = {
+        SLS: ("sgd", "trial", False, 1),
+        AdamSLS: ("precond", "momentum", True, 1),
+        KenSLS: ("momentum", "trial", True, 1),
+        SaLSa: ("precond", "momentum", True, 1),
+    }
+    for cls, want in table.items():
+        o = cls(p)
+        assert (o.search_direction, o.step_direction, o.moments, o.reset_option) == want, cls.__name__
+        assert o.eta_max is None and o.line_search is True and o.param_groups[0]["weight_decay"] == 0.0
+        if o.moments:
+            assert o.param_groups[0]["betas"] == (0.9, 0.999) and o.param_groups[0]["eps"] == 1e-8
+        else:
+            assert "betas" not in o.param_groups[0] and "eps" not in o.param_groups[0]
+    assert SaLSa(p, use_mv=True).search_direction == "momentum"
+
+
+@pytest.mark.parametrize("r", RECIPES, ids=IDS)
+def test_every_keyword_reaches_the_optimizer(r):
+    """Each constructor keyword arrives in the settings (or the group) unchanged, for every class."""
+    kw = dict(c=0.3, init_step_size=0.05, grow=1.05, shrink=0.6, max_trials=7, beta_s=0.4, eta_min=1e-5, eta_max=0.5,
+              weight_decay=0.01, speed_up=True, line_search=False, step_direction="trial", min_slope=1e-9,
+              accept_ties=False, nan_policy="skip", replay_rng=False, sync_losses=False)  # fmt: skip
+    if r.moments:
+        kw.update(betas=(0.8, 0.99), eps=1e-6, step_direction="momentum")
+    if r.cls.__name__ in ("SLS", "AdamSLS"):
+        kw["reset_option"] = 2
+    o = r.cls(mlp().parameters(), **kw)
+    settings = o.settings()
+    for key, value in kw.items():
+        if key in ("weight_decay", "betas", "eps"):
+            assert o.param_groups[0][key] == value, key
+        else:
+            assert settings[key] == value, key
+
+
+@pytest.mark.parametrize(
+    "cls_name,kw,names",
+    [
+        ("SLS", {"shrink": 0.5, "beta_b": 0.5}, ("shrink", "beta_b")),
+        ("AdamSLS", {"shrink": 0.5, "beta_b": 0.5}, ("shrink", "beta_b")),
+        ("KenSLS", {"shrink": 0.5, "beta_b": 0.5}, ("shrink", "beta_b")),
+        ("SaLSa", {"shrink": 0.5, "beta_b": 0.5}, ("shrink", "beta_b")),
+        ("AdamSLS", {"betas": (0.9, 0.99), "beta": 0.9}, ("betas", "momentum")),
+        ("SLS", {"grow": 1.1, "gamma": 2.0}, ("grow", "gamma^(1/n_batches_per_epoch)")),
+        ("AdamSLS", {"grow": 1.1, "n_batches_per_epoch": 10}, ("grow", "gamma^(1/n_batches_per_epoch)")),
+        ("SaLSa", {"betas": (0.9, 0.99), "momentum": (0.9, 0.99, 0.9)}, ("momentum", "betas")),
+    ],
+)
+def test_alias_twice_names_both(cls_name, kw, names):
+    """One knob under two names: the TypeError names both spellings."""
+    import line_search.sls as sls
+
+    with pytest.raises(TypeError) as exc:
+        getattr(sls, cls_name)(mlp().parameters(), **kw)
+    assert all((n if "^" in n else f"'{n}'") in str(exc.value) for n in names), str(exc.value)
