@@ -155,7 +155,7 @@ def test_normalize_and_resampling_of_a_single_deficient_draw():
 
 
 def test_angle_sampler_follows_its_definition():
-    """DESIGN.md §3.1: unit Gaussians from the generator; v_1 kept; v_i <- cos t v_1 + sin t unit(v_i - (v_i.v_1) v_1)."""
+    """DESIGN.md §3.1: v_1 kept; v_i <- cos t v_1 + sin t unit(v_i - (v_i.v_1)v_1), all from the generator."""
     k, n, theta = 4, 10, 40.0
     V = sample_tangents(f"specific_angle_{theta:g}", k, n, generator=gen(8), dtype=torch.float64)
     raw = torch.randn(k, n, generator=gen(8), dtype=torch.float64)
@@ -165,3 +165,23 @@ def test_angle_sampler_follows_its_definition():
     ortho = ortho / ortho.norm(dim=1, keepdim=True)
     t = math.radians(theta)
     assert torch.allclose(V, torch.cat([v1[None], math.cos(t) * v1 + math.sin(t) * ortho]), atol=1e-12)
+
+
+def test_resampling_uses_only_the_run_generator():
+    global_state = torch.get_rng_state()
+    draws = [
+        sample_tangents("rademacher", 2, 2, generator=gen(9), resample_rank_deficient=True, shape=(50,))
+        for _ in range(2)
+    ]
+    assert torch.equal(*draws) and (torch.linalg.matrix_rank(draws[0].double()) == 2).all()
+    assert torch.equal(torch.get_rng_state(), global_state), "resampling consumed the global RNG"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_samplers_draw_on_the_requested_device(name):
+    """Tangents are created on the estimator's device (no host copy); the resampled ones too."""
+    V = sample_tangents(name, 3, 7, generator=torch.Generator(device="cuda").manual_seed(1), device="cuda",
+                        resample_rank_deficient=True, shape=(2,))  # fmt: skip
+    assert V.device.type == "cuda"
+    assert sample_tangents(name, 3, 7, device="cuda").device.type == "cuda"
