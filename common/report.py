@@ -127,6 +127,7 @@ def _write_atomic(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # readable like any written file (mkstemp creates 0600)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -23,6 +23,7 @@ def test_demo_rows_and_report(tmp_path: Path) -> None:
     ]
     path = write_report(rows, tmp_path)
     text = path.read_text()
+    assert text.startswith("# Reproduction report (quick demo)\n"), "quick is the default"
     assert "| p | claim A | 0.5 | 0.49 | **yes** | results/x |" in text
     assert "claim B \\| pipes" in text and "yes: 1, no: 1" in text
     assert "![p](p/fig.png)" in text, "figure links are relative to REPORT.md"
@@ -196,12 +197,14 @@ def test_report_defaults_run_every_paper_into_results_demo(
     out = capsys.readouterr().out
     assert (tmp_path / "results" / "demo" / "REPORT.md").read_text() in out, "the report is printed"
     assert re.search(r"report written in \d{1,3} s: results/demo/REPORT\.md$", out.strip())
+    assert (tmp_path / "results" / "demo" / "REPORT.md").stat().st_mode & 0o777 == 0o644
+    monkeypatch.setattr(report, "PAPERS", ("fakeall", "other"))
     with pytest.raises(report.UsageError) as exc:
         report.main(["--only", ""])
-    assert str(exc.value) == "--only names no paper; choose from fakeall"
+    assert str(exc.value) == "--only names no paper; choose from fakeall, other"
     with pytest.raises(report.UsageError) as exc:
         report.main(["--only", "x"])
-    assert str(exc.value) == "unknown paper(s) x; choose from fakeall"
+    assert str(exc.value) == "unknown paper(s) x; choose from fakeall, other"
 
 
 def test_report_figures_section_and_new_folders(tmp_path: Path) -> None:

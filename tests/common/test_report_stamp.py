@@ -186,7 +186,7 @@ def test_write_stamped_is_readable_json_in_new_folders(tmp_path: Path, repo: Pat
     path = write_stamped(tmp_path / "a" / "b" / "s.json", {"run": Path("r/x"), "r": 0.5}, st)
     expected = {"stamp": st, "summary": {"run": "r/x", "r": 0.5}}
     assert path.read_text() == json.dumps(expected, indent=2) + "\n"
-    assert [p.name for p in path.parent.iterdir()] == ["s.json"]
+    assert [p.name for p in path.parent.iterdir()] == ["s.json"] and path.stat().st_mode & 0o777 == 0o644
 
 
 def test_atomic_write_cleans_up_and_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
