@@ -80,8 +80,8 @@ class WorkloadView:
 
 
 class Batches:
-    """Endless shuffled batches (drop_last) from a generator seeded by the trial: index slicing for a TensorDataset,
-    a DataLoader otherwise. Batches are moved to the trial's device."""
+    """Endless shuffled batches (drop_last) from a generator seeded by the trial: for a TensorDataset one permuted
+    copy per epoch and batches as slices of it, a DataLoader otherwise. Batches are on the trial's device."""
 
     def __init__(self, dataset, batch_size: int, seed: int, device: torch.device) -> None:
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
@@ -91,7 +91,7 @@ class Batches:
         if self.n < batch_size:
             raise ValueError(f"training set has {self.n} rows, fewer than the batch size {batch_size}")
         self._iter = None
-        self._perm = None
+        self._epoch: list[torch.Tensor] | None = None
         self._pos = 0
 
     def __iter__(self):
@@ -99,12 +99,15 @@ class Batches:
 
     def __next__(self):
         if self.tensors is not None:
-            if self._perm is None or self._pos + self.batch_size > self.n:
-                self._perm = torch.randperm(self.n, generator=self.gen)
+            if self._epoch is None or self._pos + self.batch_size > self.n:
+                perm = torch.randperm(self.n, generator=self.gen)
+                self._epoch = [t[perm] for t in self.tensors]  # one gather per epoch; batches are views of it
+                if self.device.type != "cpu":
+                    self._epoch = [t.to(self.device) for t in self._epoch]
                 self._pos = 0
-            idx = self._perm[self._pos : self._pos + self.batch_size]
-            self._pos += self.batch_size
-            return tuple(t[idx].to(self.device) for t in self.tensors)
+            lo, hi = self._pos, self._pos + self.batch_size
+            self._pos = hi
+            return tuple(t[lo:hi] for t in self._epoch)
         while True:
             if self._iter is None:
                 loader = DataLoader(self.dataset, self.batch_size, shuffle=True, drop_last=True, generator=self.gen)
