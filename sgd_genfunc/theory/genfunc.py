@@ -123,9 +123,8 @@ def mode_matrix(lam, alpha, beta, gamma_tau) -> torch.Tensor:
     lam = as_tensor(lam)
     a = alpha * lam
     q = a * a * (1.0 - gamma_tau)
-    b2 = beta * beta + 0.0 * a
+    b2 = torch.full_like(a, beta * beta)  # every entry is a tensor of the modes' shape
     entries = [1.0 - 2.0 * a + q, 2.0 * beta * (1.0 - a), b2, q - a, beta * (1.0 - 2.0 * a), b2, q, -2.0 * a * beta, b2]
-    entries = torch.broadcast_tensors(*[e if isinstance(e, torch.Tensor) else torch.full_like(a, e) for e in entries])
     rows = [torch.stack(entries[3 * i : 3 * i + 3], -1) for i in range(3)]
     return torch.stack(rows, -2)
 

@@ -613,3 +613,16 @@ def test_asymptotes_of_alpha_c_compute_in_float64():
     np.testing.assert_allclose(asymptote_minus1(b32, 0.3), 2 * (1 + b64) / 0.3, rtol=1e-15)
     lam = [1.0, 0.5]
     np.testing.assert_allclose(asymptote_plus1(b32, 0.7, lam), 2 * (1 - b64) / (0.7 * math.sqrt(0.5)), rtol=1e-14)
+
+
+def test_loss_sum_uses_tau_for_stability_and_alpha_zero_is_infinite():
+    from sgd_genfunc.theory import loss_sum, v_tilde_at_1
+
+    g = 0.5
+    a_neg, a_pos = critical_alpha(GF_LAM, 0.0, g, -1.0), critical_alpha(GF_LAM, 0.0, g, 1.0)
+    assert a_neg < a_pos
+    alpha = 0.5 * (a_neg + a_pos)  # stable with tau = +1, unstable with tau = -1
+    assert loss_sum(GF_LAM, GF_C, alpha, 0.0, g, -1.0) == math.inf
+    assert math.isfinite(loss_sum(GF_LAM, GF_C, alpha, 0.0, g, 1.0))
+    lam = torch.tensor([1.0, 0.4, 0.0], dtype=torch.float64)
+    assert v_tilde_at_1(lam, torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64), 0.0) == math.inf
