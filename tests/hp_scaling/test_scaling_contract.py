@@ -97,7 +97,7 @@ def test_default_block(init, block):
 def test_bad_block_and_init_messages():
     with pytest.raises(ValueError, match="block must be auto, pre or post, got 'sideways'"):
         default_block("paper", "sideways")
-    with pytest.raises(ValueError, match="init 'torch' keeps PyTorch's default layer init; it has no eq. 4 parts"):
+    with pytest.raises(ValueError, match="^init 'torch' keeps PyTorch's default layer init; it has no eq. 4 parts$"):
         init_parts("torch")
     with pytest.raises(ValueError, match="init must be one of"):
         init_parts("xavier")
