@@ -229,3 +229,66 @@ def test_plateau_reductions_match_torch_reduce_lr_on_plateau(factor):
         assert sched.get_last_lr()[0] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12), f"epoch {epoch}"
         reductions = round(math.log(ref_opt.param_groups[0]["lr"] / sched.switch_lr) / math.log(factor))
     assert reductions >= 2, "the fixture must trigger reductions"
+
+
+# ---- the checkpoint's config block and the fallback at the warmup cap ------------------------------------------------
+def test_state_dict_config_block_is_pinned():
+    """The config a checkpoint carries (DESIGN.md §3.5): names and values a saved run is compared against on load."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert AutoWU(opt, 50, 60).state_dict()["config"] == {
+        "steps_per_epoch": 50,
+        "total_epochs": 60,
+        "total_steps": 3000,
+        "warmup_steps": 1500,
+        "min_lr": 1e-05,
+        "max_lr": 1.0,
+        "ramp": 1.0 / 1e-05,
+        "warmup_type": "exp",
+        "warmup_unit": "step",
+        "immediate_cooldown": True,
+        "decay_phase_stat": None,
+        "decay_phase_factor": 1.0,
+        "cooldown_fraction": 0.2,
+        "cooldown_type": "cosine",
+        "test_interval": 50,
+        "patience": 3,
+        "on_nonfinite": "switch",
+        "divergence_factor": 2.0,
+        "fallback_lr": "ramp",
+        "num_groups": 1,
+        "gp_lengthscale": 0.2,
+        "gp_noise_floor": 0.0001,
+        "gp_var_floor": 0.0001,
+        "gp_fit_points": 100,
+        "gp_pred_points": 500,
+        "gp_n_preds": 5,
+        "gp_grid_size": 500,
+        "gp_confidence": 0.95,
+        "gp_votes": 3,
+        "gp_gp_fit": "lbfgs",
+        "gp_gp_fit_iters": None,
+        "gp_seed": 0,
+    }
+
+
+@pytest.mark.parametrize(("fallback", "z_star"), [("ramp", 0.25), ("argmin", 0.25), ("argmin", float("nan"))])
+def test_fallback_at_the_cap(fallback, z_star):
+    """No switch by W: eta_sw = lr_W ('ramp'), or the last test's estimate ('argmin', when finite); one warning."""
+    script = ScriptedTest([False] * 20, z_star)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = AutoWU(opt, 10, 20, fallback_lr=fallback, test_factory=lambda cfg: script)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(100):
+            sched.step(1.0)
+    lr_w = sched.lr_at(100)
+    last_test_lr = sched.lr_at(90)
+    estimate = 1e-5 * (last_test_lr / 1e-5) ** z_star
+    expected = estimate if fallback == "argmin" and z_star == z_star else lr_w
+    assert sched.switch_step == 100 and sched.switch_reason == "max_warmup" and sched.peak_lr == lr_w
+    assert sched.switch_lr == pytest.approx(expected, rel=1e-12)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, UserWarning)]
+    assert msgs == [
+        f"AutoWU: no switch by the warmup cap W=100 (step 100); decaying from lr={expected:.6g} ({fallback})"
+    ]
+    assert rec[0].filename == __file__, "the warning points at the caller of step()"
