@@ -238,3 +238,42 @@ def test_k_ge_n_warns_and_k_lt_n_is_silent():
         warnings.simplefilter("error")
         Qt = frog_directions(torch.randn(3, 4, dtype=F64, generator=gen(38)))
     assert Qt.shape == (3, 4) and torch.allclose(Qt @ Qt.T, torch.eye(3, dtype=F64), atol=1e-12)
+
+
+def test_frog_solve_batched_paths(monkeypatch):
+    """Per-sample rank tolerance (samples at very different scales), K > n through pinv per sample, and all-zero
+    tangents (R = 0) give the projection, never NaN."""
+    g = torch.randn(2, 5, dtype=F64, generator=gen(40))
+    V = torch.randn(2, 3, 5, dtype=F64, generator=gen(41)) * torch.tensor([1e-10, 1e6], dtype=F64)[:, None, None]
+    want = torch.stack([_frog_qr(V[b], g[b]) for b in range(2)])
+    d = (V @ g.unsqueeze(-1)).squeeze(-1)
+
+    def no_pinv(*args, **kwargs):
+        raise AssertionError("pinv fallback on well-conditioned tangents")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.linalg, "pinv", no_pinv)
+        assert torch.allclose(frog_solve(d, V), want, rtol=1e-8)
+    wide = torch.randn(2, 6, 4, dtype=F64, generator=gen(42))  # K > n: the projection is the gradient itself
+    g4 = g[:, :4]
+    assert torch.allclose(frog_solve((wide @ g4.unsqueeze(-1)).squeeze(-1), wide), g4, rtol=1e-9)
+    zero = frog_solve(torch.zeros(3, dtype=F64), torch.zeros(3, 5, dtype=F64))
+    assert torch.equal(zero, torch.zeros(5, dtype=F64))
+
+
+def test_rank_deficient_fallback_is_the_projection_at_any_scale():
+    g = torch.randn(6, dtype=F64, generator=gen(43))
+    for scale in (1e-6, 1.0, 1e6):
+        base = torch.randn(3, 6, dtype=F64, generator=gen(44)) * scale
+        V = torch.cat([base, (base[0] + base[1])[None]])  # 4 tangents spanning 3 dimensions
+        assert torch.allclose(frog_solve(V @ g, V), _frog_qr(base, g), rtol=1e-6, atol=1e-9), scale
+
+
+def test_max_normalized_is_not_top_k_and_batched_k_lt_n_is_silent():
+    V = torch.tensor([[1.0, 0.0, 0.0], [0.0, 4.0, 0.0]], dtype=F64)
+    d = torch.tensor([3.0, 11.8], dtype=F64)  # scores 3 and 2.95: top-k keeps both, max_normalized only the first
+    assert torch.equal(aggregate("max_normalized", d, V), torch.tensor([3.0, 0.0, 0.0], dtype=F64))
+    assert torch.allclose(aggregate("mean_of_top_k", d, V), torch.tensor([1.5, 23.6, 0.0], dtype=F64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frog_directions(torch.randn(2, 3, 5, dtype=F64, generator=gen(45)))
