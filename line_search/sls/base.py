@@ -201,8 +201,14 @@ class ArmijoLineSearch(torch.optim.Optimizer):
         ls = state_dict.pop("line_search", None)
         if ls is not None:
             ls = dict(ls)
-            if ls.pop("version", 1) < 2:
+            version = ls.pop("version", 1)
+            if version not in (1, STATE_VERSION):
+                raise ValueError(f"line_search state version {version!r} is not readable (known: 1, {STATE_VERSION})")
+            if version == 1:
                 ls = {_OLD_KEYS.get(k, k): v for k, v in ls.items()}
+            unknown = sorted(set(ls) - set(self._ls) - {"generator", "settings"})
+            if unknown:
+                raise ValueError(f"line_search state has unknown keys {unknown}")
             saved = ls.pop("settings", None)
             if saved is not None:
                 merged = {**self.settings(), **saved}
@@ -301,6 +307,8 @@ class ArmijoLineSearch(torch.optim.Optimizer):
             torch._foreach_add_(bufs, g["eps"])
             for b, gr in zip(bufs, grads):
                 torch.div(gr, b, out=b)
+        elif kind != "momentum":
+            raise ValueError(f"unknown direction {kind!r}")
         else:  # d = m / (bc1 * (sqrt(v / bc2) + eps)) = m_hat * P
             torch._foreach_mul_(bufs, bc1 / math.sqrt(bc2))
             torch._foreach_add_(bufs, g["eps"] * bc1)

@@ -73,8 +73,9 @@ def test_state_dict_carries_and_restores_settings(digits):
     assert settings["c"] == 0.1 and settings["shrink"] == 0.7 and settings["max_trials"] == 17
     assert sd["line_search"]["version"] == 2
     other = KenSLS(mlp().parameters(), c=0.3)
-    with pytest.warns(UserWarning, match=r"c: 0\.3 -> 0\.1"):
+    with pytest.warns(UserWarning, match=r"\(c: 0\.3 -> 0\.1, shrink: 0\.9 -> 0\.7, max_trials: 100 -> 17\)") as rec:
         other.load_state_dict(sd)
+    assert rec[0].filename == __file__, "the warning points at the caller of load_state_dict"
     assert (other.c, other.shrink, other.max_trials) == (0.1, 0.7, 17)
     assert other.settings() == saved_opt.settings()
 
@@ -126,3 +127,85 @@ def test_version_1_state_loads(r, digits):
         train(opt2, fresh, x, y, 8, skip=12)
         outcomes.append((flat_params(fresh), opt2.eta, opt2.diagnostics["n_forwards"]))
     assert torch.equal(outcomes[0][0], outcomes[1][0]) and outcomes[0][1:] == outcomes[1][1:]
+
+
+def test_state_without_line_search_entry_loads():
+    """A state dict without the "line_search" entry (e.g. written by torch.optim code) keeps the settings."""
+    opt = AdamSLS(mlp().parameters(), c=0.2)
+    sd = {k: v for k, v in opt.state_dict().items() if k != "line_search"}
+    AdamSLS(mlp().parameters(), c=0.2).load_state_dict(sd)
+
+
+@pytest.mark.parametrize("change", ["version", "key"])
+def test_unreadable_line_search_state_is_rejected(change):
+    sd = SLS(mlp().parameters()).state_dict()
+    if change == "version":
+        sd["line_search"]["version"] = 3
+    else:
+        sd["line_search"]["colour"] = 1
+    with pytest.raises(ValueError, match="version 3" if change == "version" else "colour"):
+        SLS(mlp().parameters()).load_state_dict(sd)
+
+
+def test_sls_without_line_search_is_sgd(digits):
+    """SLS(init_step_size=lr, grow=1, line_search=False) is SGD with (decoupled = coupled for SGD) weight decay."""
+    x, y = digits
+    a, b = mlp(), mlp()
+    ours = SLS(a.parameters(), init_step_size=0.05, grow=1.0, line_search=False, weight_decay=0.01)
+    ref = torch.optim.SGD(b.parameters(), lr=0.05, weight_decay=0.01)
+    train(ours, a, x, y, 10)
+    train(ref, b, x, y, 10)
+    assert torch.allclose(flat_params(a), flat_params(b), rtol=1e-5, atol=1e-7)
+    assert ours.diagnostics["n_searches"] == 0 and ours.diagnostics["n_forwards"] == 10
+
+
+@pytest.mark.parametrize("cls,fallbacks", [(SLS, 0), (AdamSLS, 0), (KenSLS, 1), (SaLSa, 0)])
+def test_zero_gradient_is_an_untested_step(cls, fallbacks):
+    """(A8) at a stationary point: no trial, parameters unchanged; only KenSLS's momentum direction falls back."""
+    w = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    opt = cls([w], speed_up=False)
+    opt.step(lambda: (w**2).sum())
+    d = opt.diagnostics
+    assert torch.equal(w.detach(), torch.zeros(4, dtype=torch.float64))
+    assert (d["n_untested"], d["n_fallback"], d["trials"]) == (1, fallbacks, 0)
+
+
+def test_kensls_falls_back_to_the_preconditioned_gradient():
+    """(A3): when g.(P m_hat) <= 0, KenSLS tests and takes d = P g for that step (counted once)."""
+    w = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    opt = KenSLS([w], beta_s=0.0)
+    opt.step(lambda: w.sum())  # g = +1: m points along g
+    assert not opt.diagnostics["fallback"] and opt.diagnostics["n_fallback"] == 0
+    before = w.item()
+    opt.zero_grad()
+    opt.step(lambda: -0.01 * w.sum())  # g = -0.01 while m_hat > 0: slope along P m_hat < 0
+    d = opt.diagnostics
+    assert d["fallback"] and d["n_fallback"] == 1 and d["slope"] > 0 and d["accepted"]
+    assert w.item() > before, "the step follows -P g, which raises w when g < 0"
+    v_hat = (0.001 * 0.999 * 1.0 + 0.001 * 0.01**2) / (1 - 0.999**2)
+    assert d["slope"] == pytest.approx(0.01**2 / (v_hat**0.5 + 1e-8), rel=1e-9)
+
+
+def test_slope_is_summed_in_float64(digits):
+    """(A3): phi = sum over tensors of g.d accumulated in float64, also for float32 parameters."""
+    x, y = digits
+    model = mlp()
+    opt = SLS(model.parameters())
+    train(opt, model, x, y, 1)
+    want = sum(torch.sum(p.grad * p.grad, dtype=torch.float64).item() for p in model.parameters())
+    assert opt.diagnostics["slope"] == pytest.approx(want, rel=1e-13, abs=0.0)
+
+
+@pytest.mark.parametrize("r", RECIPES, ids=IDS)
+def test_memory_footprint_is_exact(r, digits):
+    x, y = digits
+    model = mlp()
+    opt = r.cls(model.parameters())
+    train(opt, model, x, y, 2)
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    want = (
+        {"state_bytes": 2 * param_bytes, "work_bytes": param_bytes}
+        if r.moments
+        else {"state_bytes": 0, "work_bytes": 0}
+    )
+    assert opt.memory_footprint() == want
