@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -268,6 +269,11 @@ def run_module(module: str, entry: dict, equivalent: dict[str, str], jobs: int, 
     return score
 
 
+def percent(share: float) -> str:
+    """Rounded down to 0.1 %, so that a module with a survivor never reads 100 %."""
+    return f"{math.floor(share * 1000) / 10:.1f}%"
+
+
 def table(scores: dict[str, dict]) -> str:
     lines = [
         "| module | mutants | killed (of which timeout) | survived | equivalent | score | date |",
@@ -281,7 +287,7 @@ def table(scores: dict[str, dict]) -> str:
         unchecked = f" ({s['not_checked']} not checked)" if s.get("not_checked") else ""
         lines.append(
             f"| {module} | {total} | {s['killed']} ({s['timeout']}) | {s['survived']}{unchecked} | {s['equivalent']} "
-            f"| {score:.0%} | {s['date']} |"
+            f"| {percent(score)} | {s['date']} |"
         )
     return "\n".join(lines)
 
@@ -342,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         results[module] = {k: v for k, v in asdict(score).items() if k not in ("module",)}
         print(
             f"   {score.total} mutants: killed {score.killed} (timeout {score.timeout}), survived {score.survived}, "
-            f"equivalent {score.equivalent}, not checked {score.not_checked}; score {score.score:.0%}; "
+            f"equivalent {score.equivalent}, not checked {score.not_checked}; score {percent(score.score)}; "
             f"{score.seconds:.0f} s",
             flush=True,
         )

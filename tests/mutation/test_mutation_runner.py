@@ -68,8 +68,9 @@ def test_readme_table_keeps_other_modules(tmp_path: Path, monkeypatch: pytest.Mo
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("after\n")
     assert run.parse_table(text) == {"a.py": row, "b.py": new}
-    assert "| a.py | 10 | 8 (1) | 0 | 2 | 100% | 2026-12-06 |" in text
-    assert "| b.py | 6 | 3 (0) | 1 (2 not checked) | 0 | 50% | 2026-12-07 |" in text
+    assert "| a.py | 10 | 8 (1) | 0 | 2 | 100.0% | 2026-12-06 |" in text
+    assert "| b.py | 6 | 3 (0) | 1 (2 not checked) | 0 | 50.0% | 2026-12-07 |" in text
+    assert run.percent(222 / 223) == "99.5%" and run.percent(1.0) == "100.0%", "a survivor never reads 100 %"
     assert run.parse_table(run.README.read_text()) is not None  # the real README has the block
 
 
