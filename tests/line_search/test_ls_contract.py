@@ -293,4 +293,5 @@ def test_alias_twice_names_both(cls_name, kw, names):
 
     with pytest.raises(TypeError) as exc:
         getattr(sls, cls_name)(mlp().parameters(), **kw)
+    assert str(exc.value).startswith("got both ") and str(exc.value).endswith("; pass one"), str(exc.value)
     assert all((n if "^" in n else f"'{n}'") in str(exc.value) for n in names), str(exc.value)
