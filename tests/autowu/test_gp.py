@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -289,7 +290,7 @@ def test_failed_posterior_is_a_negative_vote_with_a_warning(monkeypatch):
 
     monkeypatch.setattr(gp, "posterior_parts", failing)
     y = _history(60)
-    with pytest.warns(UserWarning, match="Cholesky failed after jitter; negative vote"):
+    with pytest.warns(UserWarning, match="^AutoWU GP posterior: Cholesky failed after jitter; negative vote$"):
         out = GPTest(GPConfig())(y, torch.ones(60, dtype=torch.bool))
     assert seen == [1], "one thread inside the test, and the five coinciding predictions are computed once"
     assert out.failures == 5 and out.votes == 0 and out.verdict is False
@@ -309,3 +310,57 @@ def test_cholesky_jitter_and_give_up():
     assert _cholesky(indefinite, 1.0) is None
     pd = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
     assert torch.equal(_cholesky(pd, 1.0), torch.linalg.cholesky(pd))
+
+
+def test_failed_posteriors_count_per_prediction(monkeypatch):
+    """With n_valid > pred_points every prediction is drawn and computed: five failures, five NaN votes."""
+    import autowu.gp_test as gp
+
+    monkeypatch.setattr(gp, "posterior_parts", lambda *a, **k: None)
+    y = _history(60)
+    with pytest.warns(UserWarning):
+        out = GPTest(GPConfig(fit_points=20, pred_points=30))(y, torch.ones(60, dtype=torch.bool))
+    assert out.failures == 5 and len(out.probs) == 5 and out.votes == 0
+
+
+def test_failed_fit_keeps_the_previous_hyperparameters(monkeypatch):
+    import autowu.gp_test as gp
+
+    def boom(*a, **k):
+        raise FloatingPointError("GP fit: Cholesky failed")
+
+    monkeypatch.setattr(gp, "_neg_mll", boom)
+    t = GPTest(GPConfig())
+    y = _history(80)
+    with pytest.warns(UserWarning, match=r"^AutoWU GP fit failed \(GP fit: Cholesky failed\); keeping the previous"):
+        out = t(y, torch.ones(80, dtype=torch.bool))
+    assert out.outputscale == pytest.approx(0.6931471805599453) and out.noise == pytest.approx(1e-3)
+    assert out.c == pytest.approx(float(y.mean()), rel=1e-15) and len(out.probs) == 5
+
+
+def test_fit_without_a_draw_and_clip_only_in_lbfgs(monkeypatch):
+    """n_valid <= fit_points fits on every point (no warning); the clip applies to the L-BFGS fit only."""
+    y = _history(80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = GPTest(GPConfig())(y, torch.ones(80, dtype=torch.bool))
+    assert out.outputscale != pytest.approx(0.6931471805599453, rel=1e-6), "the fit moved sigma_f^2"
+    assert 0.0 <= out.seconds < 60.0
+    seen = []
+    orig = GPTest._fit
+
+    def spy(self, x, yy):
+        seen.append(self.outputscale)
+        return orig(self, x, yy)
+
+    monkeypatch.setattr(GPTest, "_fit", spy)
+    for fit in ("lbfgs", "adam"):
+        t = GPTest(GPConfig(gp_fit=fit, gp_fit_iters=2))
+        t.raw_os.fill_(-60.0)  # sigma_f^2 ~ 1e-26
+        t(y, torch.ones(80, dtype=torch.bool))
+    assert seen[0] == pytest.approx(1e-6, rel=1e-9) and seen[1] < 1e-20
+
+
+def test_gp_state_keys():
+    assert set(GPTest(GPConfig()).state_dict()) == {"config", "generator", "raw_c", "raw_os", "raw_noise"}
+    assert GPTest(GPConfig()).state_dict()["config"] == dataclasses.asdict(GPConfig())
