@@ -75,7 +75,8 @@ def test_state_dict_carries_and_restores_settings(digits):
     other = KenSLS(mlp().parameters(), c=0.3)
     with pytest.warns(UserWarning, match=r"\(c: 0\.3 -> 0\.1, shrink: 0\.9 -> 0\.7, max_trials: 100 -> 17\)") as rec:
         other.load_state_dict(sd)
-    assert rec[0].filename == __file__, "the warning points at the caller of load_state_dict"
+    # the warning points at the caller of load_state_dict (under mutmut a trampoline frame sits in between)
+    assert rec[0].filename == __file__ or "trampoline" in rec[0].filename, rec[0].filename
     assert (other.c, other.shrink, other.max_trials) == (0.1, 0.7, 17)
     assert other.settings() == saved_opt.settings()
 
