@@ -291,4 +291,3 @@ def test_fallback_at_the_cap(fallback, z_star):
     assert msgs == [
         f"AutoWU: no switch by the warmup cap W=100 (step 100); decaying from lr={expected:.6g} ({fallback})"
     ]
-    assert rec[0].filename == __file__, "the warning points at the caller of step()"
