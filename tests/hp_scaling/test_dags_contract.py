@@ -67,6 +67,8 @@ def test_dag_accessors():
 
 def test_infer_family_and_as_dag():
     assert infer_family("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|") == "nb201"
+    assert infer_family("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|") == "nb201", "no '_' in this arch string"
+    assert infer_family("X_00_000") == "mlp", "only the digits 3 and 4 mark a cell"
     assert infer_family("3_03_101") == "nb201" and infer_family("4_00_000") == "nb201"
     assert infer_family("1_01_001") == "mlp" and infer_family("2_22_222_2222") == "mlp"
     assert infer_family("3_00_000_0000") == "mlp", "four tokens is never a cell"
