@@ -211,8 +211,8 @@ def _full_rows() -> list[DemoRow]:
 
 
 def demo_rows(out_dir: Path, quick: bool = True) -> list[DemoRow]:
-    """Rows (a)-(e) of issue 4 item 9, (f) E4 and (g) E2 on our LR tables; `make reproduce` adds E2 over n, E3
-    and E5 at 40 epochs. Each verdict by the rule fixed in DESIGN.md §6."""
+    """Rows (a)-(e) (DESIGN.md §6, demo sizes), (f) E4 and (g) E2 on our LR tables; `make reproduce` adds E2 over n,
+    E3 and E5 at 40 epochs. Each verdict by the rule fixed in DESIGN.md §6."""
     import torch
 
     torch.set_num_threads(1)

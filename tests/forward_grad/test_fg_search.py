@@ -241,7 +241,7 @@ def test_sweep_grids_cover_the_tables():
 
 
 def test_preflight_stops_a_search_that_cannot_evaluate(tmp_path):
-    """Issue 13.1: missing data or unbuildable model settings are one UsageError before propulate starts (no run
+    """DESIGN.md §3.5: missing data or unbuildable model settings are one UsageError before propulate starts (no run
     dir, no evaluation), not a search whose every evaluation lands in failed_evaluations.jsonl."""
     base = dict(mode="nn", model="fc", model_width=16, epochs=1, num_evaluations=4, search_root=str(tmp_path),
                 no_progress=True, device="cpu")  # fmt: skip
@@ -255,7 +255,7 @@ def test_preflight_stops_a_search_that_cannot_evaluate(tmp_path):
 
 
 def test_search_where_every_evaluation_fails_raises(tmp_path):
-    """Issue 13.1: no finite loss at all is SearchFailedError naming why (after summary.json records it)."""
+    """DESIGN.md §3.5: no finite loss at all is SearchFailedError naming why (after summary.json records it)."""
 
     def broken(cfg, lr):
         raise RuntimeError(f"broken evaluation at lr {lr:.3g}")
