@@ -295,3 +295,107 @@ def test_alias_twice_names_both(cls_name, kw, names):
         getattr(sls, cls_name)(mlp().parameters(), **kw)
     assert str(exc.value).startswith("got both ") and str(exc.value).endswith("; pass one"), str(exc.value)
     assert all((n if "^" in n else f"'{n}'") in str(exc.value) for n in names), str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"c": 1.5}, "invalid c: 1.5 (must be in (0, 1))"),
+        ({"init_step_size": 0.0}, "invalid init_step_size: 0.0 (must be > 0)"),
+        ({"grow": 0.5}, "invalid grow: 0.5 (must be >= 1)"),
+        ({"shrink": 1.0}, "invalid shrink: 1.0 (must be in (0, 1))"),
+        ({"max_trials": 0}, "invalid max_trials: 0 (must be an int >= 1)"),
+        ({"beta_s": 1.0}, "invalid beta_s: 1.0 (must be in [0, 1))"),
+        ({"eta_min": 2.0}, "invalid eta_min: 2.0 (must be in (0, init_step_size])"),
+        ({"eta_max": 1e-9}, "invalid eta_max: 1e-09 (must be >= eta_min or None)"),
+        ({"nan_policy": "ignore"}, 'invalid nan_policy: \'ignore\' (must be "raise" or "skip")'),
+        ({"step_direction": "up"}, "invalid step_direction: 'up' (must be trial or momentum)"),
+        ({"reset_option": 5}, "invalid reset_option: 5 (must be 0, 1 or 2)"),
+        ({"min_slope": -1.0}, "invalid min_slope: -1.0 (must be >= 0)"),
+        ({"weight_decay": -0.1}, "invalid weight_decay: -0.1 (must be >= 0)"),
+        ({"eps": 0.0}, "invalid eps: 0.0 (must be > 0)"),
+        ({"betas": (0.9, 1.0)}, "invalid betas: (0.9, 1.0) (must be two values in [0, 1))"),
+    ],
+)
+def test_invalid_settings_messages(kw, message):
+    """DESIGN.md §9: the ValueError names the argument, the value and the allowed range."""
+    from line_search.sls import AdamSLS
+
+    with pytest.raises(ValueError) as exc:
+        AdamSLS(mlp().parameters(), **kw)
+    assert str(exc.value) == message
+
+
+def test_boundary_values_are_accepted():
+    from line_search.sls import SLS, AdamSLS
+
+    p = list(mlp().parameters())
+    o = AdamSLS(p, betas=(0.0, 0.0), beta_s=0.0, min_slope=0.0, weight_decay=0.0, grow=1.0, eta_min=0.1)
+    assert o.param_groups[0]["betas"] == (0.0, 0.0) and o.eta_min == o.init_step_size == 0.1
+    assert SLS(p, eta_max=1e-6).eta_max == 1e-6  # eta_max == eta_min is allowed
+
+
+def test_single_reference_aliases():
+    """gamma alone (n_batches_per_epoch 500), n_batches_per_epoch alone (gamma 2), momentum or beta alone."""
+    from line_search.sls import SLS, AdamSLS, KenSLS
+
+    p = list(mlp().parameters())
+    assert SLS(p, gamma=3.0).grow == pytest.approx(3.0 ** (1 / 500), rel=1e-15)
+    assert SLS(p, n_batches_per_epoch=100).grow == pytest.approx(2.0 ** (1 / 100), rel=1e-15)
+    assert AdamSLS(p, gamma=3.0, n_batches_per_epoch=100).grow == pytest.approx(3.0 ** (1 / 100), rel=1e-15)
+    assert KenSLS(p, momentum=0.8).param_groups[0]["betas"] == (0.8, 0.999)
+    assert KenSLS(p, beta=0.99).param_groups[0]["betas"] == (0.9, 0.99)
+
+
+@pytest.mark.parametrize(
+    "params,error,message",
+    [
+        ("tensor", TypeError, "params must be an iterable of tensors, dicts or iterables, not a single tensor"),
+        ("empty", ValueError, "optimizer got an empty parameter list"),
+        ("number", TypeError, "params entries must be tensors, dicts or iterables of tensors, got int"),
+        ("string", TypeError, "params entries must be tensors, dicts or iterables of tensors, got str"),
+        (
+            "mixed",
+            TypeError,
+            "params mixes forms ['dict', 'tensor']; pass tensors, group dicts or iterables, not a mix",
+        ),
+        ("bad iterable", TypeError, "each iterable in params must yield tensors"),
+    ],
+)
+def test_param_forms_messages(params, error, message):
+    from line_search.sls import SLS
+
+    t = torch.zeros(2, requires_grad=True)
+    value = {"tensor": t, "empty": [], "number": [1], "string": ["ab"], "mixed": [t, {"params": [t]}],
+             "bad iterable": [[t, 3]]}[params]  # fmt: skip
+    with pytest.raises(error) as exc:
+        SLS(value)
+    assert str(exc.value) == message
+
+
+def test_three_forms_in_one_list_are_mixed():
+    from line_search.sls import SLS
+
+    t = torch.zeros(2, requires_grad=True)
+    with pytest.raises(TypeError, match=r"\['dict', 'iterable', 'tensor'\]"):
+        SLS([t, {"params": [t]}, [t]])
+    assert len(SLS([[t], (u for u in [torch.zeros(1, requires_grad=True)])]).param_groups) == 2
+
+
+@pytest.mark.parametrize("kind", ["DTensor", "FlatParameter", "_is_sharded"])
+def test_sharded_parameters_are_refused(kind):
+    """DESIGN.md §3.3: one Armijo search needs whole gradients, so FSDP/DTensor parameters are refused."""
+    from line_search.sls import SLS
+
+    if kind == "_is_sharded":
+        p = torch.nn.Parameter(torch.zeros(2))
+        p._is_sharded = True
+    else:
+        p = torch.zeros(2).as_subclass(type(kind, (torch.Tensor,), {})).requires_grad_()
+    with pytest.raises(NotImplementedError) as exc:
+        SLS([p])
+    assert str(exc.value).startswith("sharded parameters (FSDP/DTensor) are not supported: one Armijo search")
+    assert str(exc.value).endswith("wrap the model in DistributedDataParallel instead")
+    opt = SLS([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(NotImplementedError):
+        opt.add_param_group({"params": [p]})
