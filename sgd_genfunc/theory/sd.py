@@ -236,7 +236,7 @@ def sd_run(
     c0 = c.expand(*G, N).contiguous()
     S0 = c0.sum(-1)
     limit = DIVERGENCE_FACTOR * S0
-    trace = torch.empty(*G, n_steps + 1, dtype=lam.dtype, device=dev)
+    trace = torch.full((*G, n_steps + 1), float("nan"), dtype=lam.dtype, device=dev)  # steps not yet run: NaN
     trace[..., 0] = S0
     diverged_at = torch.full(G, -1, dtype=torch.int64, device=dev)
     tracked = None

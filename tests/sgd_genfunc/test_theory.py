@@ -626,3 +626,58 @@ def test_loss_sum_uses_tau_for_stability_and_alpha_zero_is_infinite():
     assert math.isfinite(loss_sum(GF_LAM, GF_C, alpha, 0.0, g, 1.0))
     lam = torch.tensor([1.0, 0.4, 0.0], dtype=torch.float64)
     assert v_tilde_at_1(lam, torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64), 0.0) == math.inf
+
+
+def _hand_sd_trace(lam, c, n_steps, alpha, beta=0.0, g=1.0, tau=1.0):
+    """S_t by a plain loop of sd_step, with the divergence rule of DESIGN.md §9 applied by hand."""
+    state, S = sd_init(c), [float(c.sum())]
+    for _ in range(n_steps):
+        state = sd_step(state, lam, alpha, beta, g, tau)
+        S.append(float(state.c.sum()))
+    S = np.array(S)
+    bad = ~np.isfinite(S) | (S > 1e30 * S[0])
+    d = int(np.argmax(bad)) if bad.any() else -1
+    return S, d
+
+
+def test_sd_run_validation_defaults_and_shapes():
+    lam, c = SD_LAM, SD_C
+    with pytest.raises(ValueError, match="c has 39 modes but lam has 40"):
+        sd_run(lam, c[:39], 5)
+    with pytest.raises(ValueError, match="n_steps must be >= 0, got -1"):
+        sd_run(lam, c, -1)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        sd_run(lam, c, 5, -0.1)
+    with pytest.raises(ValueError, match="gamma must be >= 0"):
+        sd_run(lam, c, 5, 0.1, 0.0, -0.5)
+    assert sd_run(lam, c, 0).loss.shape == (1,)
+    res = sd_run(lam, c, 7)
+    assert torch.equal(res.loss, sd_run(lam, c, 7, 1.0, 0.0, 1.0, 1.0).loss) and res.tracked is None
+    assert res.diverged_at.dtype == torch.int64 and int(res.diverged_at) == -1
+    two = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    for i in range(1, 4):  # a grid spanned by beta, gamma or tau alone
+        args = [0.3, 0.0, 0.5, 1.0]
+        args[i] = two
+        assert sd_run(lam, c, 6, *args).loss.shape == (2, 7), i
+    assert sd_run(lam, torch.stack([c, 2 * c, 3 * c]), 6, 0.3).loss.shape == (3, 7), "a batch of initial c spans G"
+
+
+@pytest.mark.parametrize("alpha", [2.2, 2.6])
+def test_sd_divergence_step_against_a_hand_loop(alpha):
+    S, d = _hand_sd_trace(SD_LAM, SD_C, 400, alpha)
+    assert 1 < d < 400
+    for a in (alpha, _const(alpha)):
+        res = sd_run(SD_LAM, SD_C, 400, a, track_every=1)
+        assert int(res.diverged_at) == d
+        np.testing.assert_allclose(res.trace[:d].numpy(), S[:d], rtol=1e-10)
+        assert torch.isinf(res.trace[d:]).all() and torch.isinf(res.tracked[d:]).all()
+        assert torch.isfinite(res.tracked[:d]).all()
+    scaled = sd_run(SD_LAM, 1e-3 * SD_C, 400, alpha)
+    assert int(scaled.diverged_at) == d, "the threshold is relative to L_0 (the recursion is linear in c)"
+
+
+def test_sd_one_config_left_alive():
+    res = sd_run(SD_LAM, SD_C, 300, torch.tensor([0.3, 50.0], dtype=torch.float64), track_every=10)
+    assert int(res.diverged_at[0]) == -1 and int(res.diverged_at[1]) > 0
+    assert torch.isfinite(res.loss[0]).all() and torch.isfinite(res.tracked[0]).all()
+    torch.testing.assert_close(res.loss[0], sd_run(SD_LAM, SD_C, 300, 0.3).loss, rtol=0, atol=0)
