@@ -646,9 +646,9 @@ def test_sd_run_validation_defaults_and_shapes():
         sd_run(lam, c[:39], 5)
     with pytest.raises(ValueError, match="n_steps must be >= 0, got -1"):
         sd_run(lam, c, -1)
-    with pytest.raises(ValueError, match="alpha must be >= 0"):
+    with pytest.raises(ValueError, match="^alpha must be >= 0"):
         sd_run(lam, c, 5, -0.1)
-    with pytest.raises(ValueError, match="gamma must be >= 0"):
+    with pytest.raises(ValueError, match="^gamma must be >= 0"):
         sd_run(lam, c, 5, 0.1, 0.0, -0.5)
     assert sd_run(lam, c, 0).loss.shape == (1,)
     res = sd_run(lam, c, 7)
