@@ -2,8 +2,8 @@
 
 Each `r*` function runs one experiment, checks every rule of its DESIGN.md §6 paragraph and returns a `Reproduction`
 (rules with expected and measured values, a verdict, and the curves for the figure). `reproduce.py`, `demo.py` and
-the slow tests call these; presets: "ci" (the CI variant of §6), "full" (make reproduce), "demo" (make demo, smaller
-where the CI size does not fit the demo budget; the rules stay the same).
+the slow tests call these; presets: "ci" (the CI variant of each paragraph), "full" (make reproduce), "demo" (make
+demo, smaller where the CI size does not fit the demo budget; the rules stay the same).
 """
 
 from __future__ import annotations
