@@ -101,8 +101,13 @@ def _arena_cmd(prefix: list[str], out: Path, name: str) -> float:
         "--no_progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # OpenMPI refuses root without these (the Makefile sets them)
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     t0 = time.time()
-    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed: {proc.stderr.strip()[-500:]}")
     return time.time() - t0
 
 
