@@ -399,3 +399,21 @@ def test_sharded_parameters_are_refused(kind):
     opt = SLS([torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(NotImplementedError):
         opt.add_param_group({"params": [p]})
+
+
+def test_base_class_direction_checks():
+    """The base's own arguments: unknown tested direction, momentum steps without Adam moments, edge values."""
+    from line_search.sls import SLS, ArmijoLineSearch
+
+    p = list(mlp().parameters())
+    base = dict(c=0.1, init_step_size=1.0, grow=1.0, shrink=0.5, max_trials=1, beta_s=0.0, eta_min=1e-3)
+    with pytest.raises(ValueError) as exc:
+        ArmijoLineSearch(p, search_direction="up", **base)
+    assert str(exc.value) == "invalid search_direction: 'up' (must be sgd, precond or momentum)"
+    need = "step_direction='momentum' and preconditioned directions need Adam moments"
+    for kw in ({"search_direction": "precond"}, {"step_direction": "momentum"}):
+        with pytest.raises(ValueError) as exc:
+            ArmijoLineSearch(p, moments=False, **kw, **base)
+        assert str(exc.value) == need
+    assert ArmijoLineSearch(p, **base).max_trials == 1
+    assert SLS(p, reset_option=0).reset_option == 0
