@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from mpi4py import MPI
 
@@ -14,6 +15,12 @@ def steps(cfg, lr):
     if MPI.COMM_WORLD.rank == 1 and not getattr(steps, "raised", False):
         steps.raised = True
         raise RuntimeError("forced failure for DESIGN.md §7.13")
+    yield from _math_steps(cfg, lr)
+
+
+def slow(cfg, lr):
+    """Evaluations that take long enough for the SIGKILL test to land in the middle of the search."""
+    time.sleep(0.5)
     yield from _math_steps(cfg, lr)
 
 
@@ -28,7 +35,7 @@ if __name__ == "__main__":
     cfg = SearchConfig(mode="math", function="sphere", n=16, gradient="fg-mean", k=1, num_evaluations=evaluations,
                        max_steps=60, search_root=root, no_progress=True, limits=(-4.0, 0.0))  # fmt: skip
     try:
-        res = run_search(cfg, {"fail": steps, "allfail": always_fails}.get(mode))
+        res = run_search(cfg, {"fail": steps, "allfail": always_fails, "slow": slow}.get(mode))
     except SearchFailedError as exc:
         print(json.dumps({"rank": MPI.COMM_WORLD.rank, "failed": str(exc)}), flush=True)
         sys.exit(1)

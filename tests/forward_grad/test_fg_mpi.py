@@ -50,7 +50,7 @@ def test_two_ranks_agree_despite_failure(mpirun, tmp_path):
 @pytest.mark.mpi
 def test_resume_after_sigkill(mpirun, tmp_path):
     env = {**os.environ}
-    cmd = [*mpirun, "-n", "2", sys.executable, str(HELPER), str(tmp_path), "16"]
+    cmd = [*mpirun, "-n", "2", sys.executable, str(HELPER), str(tmp_path), "16", "slow"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline:
