@@ -83,5 +83,6 @@ def test_torchrun_main(tmp_path):
     cmd += ["--out", str(tmp_path / "run"), "--no_progress", "--no_plots"]
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.strip().splitlines()[-1] == f"run dir: {tmp_path / 'run'}"
-    assert (tmp_path / "run" / "summary.json").exists()
+    run_dir = tmp_path / "run" / "line_search" / "main" / "digits_kensls_s42"  # --out is the results root
+    assert p.stdout.strip().splitlines()[-1] == f"run dir: {run_dir}"
+    assert (run_dir / "summary.json").exists()
