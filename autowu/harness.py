@@ -6,7 +6,6 @@ baseline gets a LambdaLR step. Data order comes from a generator seeded 1000 + s
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 
 from autowu.scheduler import AutoWU
 from autowu.schedules import BaselineFactor
-from common.runs import Run, open_run
+from common.runs import Run, open_run, write_csv
 
 __all__ = [
     "DEFAULT_WEIGHT_DECAY",
@@ -199,12 +198,4 @@ def write_rows_csv(path: str | Path, rows: list[dict]) -> Path:
     Run.log appends per-step rows to metrics.csv; tables written once at the end (test log, ramp, trace) go here.
     """
     path = Path(path)
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    with open(path, "w", newline="") as handle:
-        if rows:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-    return path
+    return write_csv(path, rows)

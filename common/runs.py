@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from common.cli import UsageError
 
-__all__ = ["Run", "open_run", "progress", "is_primary_process", "to_jsonable"]
+__all__ = ["Run", "open_run", "progress", "is_primary_process", "to_jsonable", "write_csv"]
 
 
 def is_primary_process() -> bool:
@@ -105,6 +105,13 @@ class Run:
             target.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
         return target
 
+    def write_csv(self, name: str, rows: Iterable[Mapping[str, Any]], fields: Iterable[str] | None = None) -> Path:
+        """Write a table ``<run dir>/<name>`` with :func:`write_csv` (primary rank only) and return its path."""
+        target = self.path / name
+        if self.primary:
+            write_csv(target, rows, fields)
+        return target
+
     def save_figure(self, fig: Any, name: str) -> Path:
         """Save a matplotlib figure as a PNG in the run directory and close it."""
         from common.plotting import save_figure
@@ -123,6 +130,34 @@ class Run:
         if self.primary:
             print(f"run dir: {self.path}", flush=True)
         return path
+
+
+def write_csv(
+    path: str | Path,
+    rows: Iterable[Mapping[str, Any]],
+    fields: Iterable[str] | None = None,
+    *,
+    append: bool = False,
+    extrasaction: str = "raise",
+) -> Path:
+    """Write dict ``rows`` to the CSV file ``path`` (the one CSV writer of the house) and return the path.
+
+    ``fields`` is the header (default: every key in first-seen order); ``append=True`` adds the rows to an
+    existing file and writes the header only when the file is new or empty; ``extrasaction="ignore"`` drops keys
+    that are not in ``fields``. Folders are created. No rows and no fields leave an empty file.
+    """
+    path = Path(path)
+    rows = list(rows)
+    names = list(fields) if fields is not None else list(dict.fromkeys(k for row in rows for k in row))
+    new = not (append and path.exists() and path.stat().st_size > 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a" if append else "w", newline="") as handle:
+        if names:
+            writer = csv.DictWriter(handle, fieldnames=names, extrasaction=extrasaction)
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+    return path
 
 
 def open_run(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from common.cli import ArgumentParser, UsageError, add_run_args, announce_resume, positive_float, positive_int, run_main
-from common.runs import open_run, progress
+from common.runs import open_run, progress, write_csv
 from common.runtime import set_threads
 
 FIELDS = ["n", "K", "aggregation", "normalize", "sampler", "angle", "metric", "mean", "std", "ci95", "count"]
@@ -112,32 +112,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             done = {(r["n"], r["K"], r["aggregation"], r["normalize"], r["sampler"]) for r in csv.DictReader(handle)}
         announce_resume(out, f"{len(done)} finished cells")
     todo = [c for c in cells(args) if tuple(map(str, c[:5])) not in done]
-    new_file = not out.exists()
     saved = {}
-    with open(out, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new_file:
-            writer.writeheader()
-        for i, (n, k, agg, norm, sampler, angle) in enumerate(progress(todo, "cells", disable=args.no_progress)):
-            if sampler.startswith("specific_angle") and k > n:
-                continue
-            gen = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
-            g = true_gradient(args.true_gradient, n, dtype, torch.Generator().manual_seed(args.seed))
-            res = approximation_samples(n, k, agg, args.samples, sampler=sampler, normalize=norm, g=g, dtype=dtype,
-                                        generator=gen, chunk_mb=args.chunk_mb)  # fmt: skip
-            res["sq_norm_ratio"] = res["norm_ratio"] ** 2
-            if args.save_samples:
-                saved[(n, k, agg, norm, sampler)] = {m: v.clone() for m, v in res.items()}
-            for metric, values in res.items():
-                values = values.double()
-                std = float(values.std()) if values.numel() > 1 else 0.0
-                writer.writerow({
-                    "n": n, "K": k, "aggregation": agg, "normalize": norm, "sampler": sampler, "angle": angle,
-                    "metric": metric, "mean": float(values.mean()), "std": std,
-                    "ci95": 1.96 * std / math.sqrt(values.numel()), "count": values.numel(),
-                    "expected": expected_value(metric, agg, n, k, sampler, norm),
-                })  # fmt: skip
-            handle.flush()
+    for i, (n, k, agg, norm, sampler, angle) in enumerate(progress(todo, "cells", disable=args.no_progress)):
+        if sampler.startswith("specific_angle") and k > n:
+            continue
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
+        g = true_gradient(args.true_gradient, n, dtype, torch.Generator().manual_seed(args.seed))
+        res = approximation_samples(n, k, agg, args.samples, sampler=sampler, normalize=norm, g=g, dtype=dtype,
+                                    generator=gen, chunk_mb=args.chunk_mb)  # fmt: skip
+        res["sq_norm_ratio"] = res["norm_ratio"] ** 2
+        if args.save_samples:
+            saved[(n, k, agg, norm, sampler)] = {m: v.clone() for m, v in res.items()}
+        cell_rows = []
+        for metric, values in res.items():
+            values = values.double()
+            std = float(values.std()) if values.numel() > 1 else 0.0
+            cell_rows.append({
+                "n": n, "K": k, "aggregation": agg, "normalize": norm, "sampler": sampler, "angle": angle,
+                "metric": metric, "mean": float(values.mean()), "std": std,
+                "ci95": 1.96 * std / math.sqrt(values.numel()), "count": values.numel(),
+                "expected": expected_value(metric, agg, n, k, sampler, norm),
+            })  # fmt: skip
+        write_csv(out, cell_rows, FIELDS, append=True)  # one cell at a time: a killed run keeps finished cells
     if args.save_samples:
         torch.save(saved, run.path / "samples.pt")
     with open(out, newline="") as handle:

@@ -6,10 +6,11 @@ gives the same numbers bit for bit (the resume and MPI tests compare found.csv f
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from common.runs import write_csv
 
 __all__ = ["write_table"]
 
@@ -18,9 +19,6 @@ def write_table(path: str | Path, rows: Sequence[Mapping[str, Any]], fields: Seq
     """Write ``rows`` to ``path`` (header: ``fields``, default every key in first-seen order); returns the path."""
     path = Path(path)
     names = list(fields) if fields is not None else list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=names)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    return path
+    return write_csv(
+        path, [{k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows], names
+    )

@@ -12,7 +12,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from common.cli import ArgumentParser, UsageError, add_run_args, announce_resume, nonneg_int, positive_int, run_main
-from common.runs import open_run, progress
+from common.runs import open_run, progress, write_csv
 from common.runtime import set_threads
 from forward_grad.function_optimization.experiments import STANDARD_APPROACHES, STANDARD_N
 from forward_grad.function_optimization.optimize import MATH_BACKENDS
@@ -56,12 +56,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _append(path: Path, fields, rows) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, fields, append=True)
 
 
 def _job(payload):
@@ -147,10 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = _read(all_csv)
     summary = summarize(rows)
     if summary:
-        with open(run.path / "summary.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(summary[0]))
-            writer.writeheader()
-            writer.writerows(summary)
+        run.write_csv("summary.csv", summary, list(summary[0]))
         _plot(run, summary)
     run.finish({"runs": len(rows), "runs_this_call": len(todo), "cells": summary})
     return 0

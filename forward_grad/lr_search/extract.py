@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from common.cli import UsageError
+from common.runs import write_csv
 from forward_grad.function_optimization import get_function
 from forward_grad.lr_search.search import load_population
 
@@ -126,9 +127,5 @@ def extract_best(
             old = list(csv.DictReader(handle))
         new = {_key(kind, r): r for r in rows}
         rows = [new.pop(_key(kind, r), r) for r in old] + list(new.values())
-    outfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(outfile, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TABLE_COLUMNS[kind])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(outfile, rows, TABLE_COLUMNS[kind])
     return rows

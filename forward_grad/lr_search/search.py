@@ -13,7 +13,6 @@ only the remainder and a finished search evaluates nothing.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 from common.cli import UsageError
+from common.runs import write_csv
 from forward_grad.function_optimization import descend, get_function
 from forward_grad.function_optimization.optimize import Approach
 from forward_grad.lr_search.pruning import BaselinePruner
@@ -457,10 +457,7 @@ def _merge_rows(run_dir: Path) -> list[dict]:
         with open(path) as handle:
             rows += [json.loads(line) for line in handle if line.strip()]
     rows.sort(key=lambda r: r["time"])
-    with open(run_dir / "evaluations.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EVAL_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(run_dir / "evaluations.csv", rows, EVAL_FIELDS, extrasaction="ignore")
     return rows
 
 

@@ -8,7 +8,6 @@ this module logs progress to the ``line_search`` logger and prints nothing.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from common.cli import UsageError
-from common.runs import open_run, progress
+from common.runs import open_run, progress, write_csv
 
 __all__ = ["GridRun", "GridSpec", "expand", "run_grid", "aggregate", "rule_verdicts", "write_outputs", "ADAM_GRID"]
 
@@ -219,10 +218,7 @@ def rule_verdicts(groups: dict[str, dict], ours: tuple[str, ...], acc_margin: fl
 
 def write_outputs(out: Path, rows: list[dict], verdicts: dict[str, Any]) -> dict:
     """table.csv and the plots of DESIGN.md §4.2; returns the summary (groups, verdicts) for summary.json."""
-    with open(out / "table.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TABLE_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "table.csv", rows, TABLE_FIELDS, extrasaction="ignore")
     groups = aggregate(rows)
     summary = {"groups": groups, "verdicts": verdicts, "n_runs": len(rows)}
     try:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from common.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from common.distributed import is_primary, torchrun_env
-from common.runs import Run, progress
+from common.runs import Run, progress, write_csv
 from line_search.harness.data import TaskData
 from line_search.sls import ArmijoLineSearch
 
@@ -323,14 +323,7 @@ def _end_epoch(cfg: dict, parts: TrainParts, run: Run, pos: _Position, res: FitR
 
 
 def _append_epoch_row(path: Path, rec: dict) -> None:
-    import csv
-
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=EPOCH_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(rec)
+    write_csv(path, [rec], EPOCH_FIELDS, append=True)
 
 
 def fit(cfg: dict[str, Any], parts: TrainParts, run: Run, opts: RunOptions) -> FitResult:

@@ -289,3 +289,19 @@ def test_cuda_device_and_model_on_gpu() -> None:
     device = resolve_device("cuda")
     model = get_model("resnet_cifar", width=8).to(device)
     assert model(torch.randn(2, 3, 32, 32, device=device)).shape == (2, 10)
+
+
+def test_write_csv_header_append_and_extras(tmp_path: Path) -> None:
+    from common.runs import write_csv
+
+    path = tmp_path / "sub" / "t.csv"
+    write_csv(path, [{"a": 1, "b": 2}, {"b": 3, "c": 4}])
+    assert path.read_text().splitlines() == ["a,b,c", "1,2,", ",3,4"]
+    write_csv(path, [{"a": 5, "b": 6, "c": 7}], ["a", "b", "c"], append=True)
+    assert path.read_text().splitlines()[-1] == "5,6,7" and path.read_text().count("a,b,c") == 1
+    with pytest.raises(ValueError):
+        write_csv(path, [{"a": 1, "zzz": 2}], ["a"])
+    write_csv(path, [{"a": 1, "zzz": 2}], ["a"], extrasaction="ignore")
+    assert path.read_text().splitlines() == ["a", "1"]
+    run = open_run("toy", "csv", name="r", root=tmp_path)
+    assert run.write_csv("table.csv", [{"x": 1}]).read_text().splitlines() == ["x", "1"]
