@@ -50,7 +50,9 @@ def test_weight_mode_jvps_match_oracle(digits_batch):
 
 
 @pytest.mark.parametrize(
-    "name,k,backend", [("fc", 1, "vmap"), ("fc", 3, "loop"), ("resnet18", 1, "vmap")], ids=["k1", "loop", "bn-k1"]
+    "name,k,backend",
+    [("fc", 1, "vmap"), ("fc", 3, "loop"), pytest.param("resnet18", 1, "vmap", marks=pytest.mark.slow)],
+    ids=["k1", "loop", "bn-k1"],
 )
 def test_weight_mode_step_writes_the_estimate(name, k, backend, digits_batch):
     """K = 1 (tangents alias D's row, no copies), loop lanes, BatchNorm: .grad = V^T (V grad L) / K, in place."""
@@ -152,6 +154,7 @@ def test_vit_node_mode_frog_reproduces_bp(digits_batch):
     assert worst <= 1e-4, f"DESIGN.md §7.7: ViT node frog K >= n != BP (rel {worst:.2e})"
 
 
+@pytest.mark.slow  # ~4 s; the fast tiny-net BatchNorm checks are in test_fg_estimator.py
 @pytest.mark.parametrize("mode", ["node", "weight"])
 def test_batchnorm_running_stats_and_batch_sum(mode, digits_batch):
     torch.manual_seed(0)
