@@ -34,6 +34,11 @@ REASONS = ("test", "nonfinite", "divergence", "max_warmup", "cooldown_time")
 _CONTINUE, _SWITCH, _ERROR, _REDUCE = 0, 1, 2, 3
 
 
+def _message_device(backend: str) -> torch.device:
+    """Where the rank-0 broadcast message lives: nccl moves CUDA tensors only, every other backend CPU ones."""
+    return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
+
 class AutoWU(LRScheduler):
     r"""Exponential LR warmup with a Gaussian-process stopping test, then a predefined decay.
 
@@ -247,19 +252,16 @@ class AutoWU(LRScheduler):
                 self._buf[: p.numel()].copy_(p.to(dt))
                 self._buf_count = p.numel()
                 self._pending_restore = None
-        if self._buf_count >= self._buf.numel():  # cannot happen in seed use; keep the cap explicit
-            return
         with torch.no_grad():  # one indexed copy, no autograd record, no host sync
             self._buf[self._buf_count] = value
         self._buf_count += 1
 
     def _flush(self) -> torch.Tensor:
-        """The buffered interval as CPU float64 (all-reduced as a rank mean when reduce_loss); empties the buffer."""
-        if self._buf is None or self._buf_count == 0:
-            vals = torch.zeros(0, dtype=torch.float64)
-            if self._pending_restore is not None:
-                vals, self._pending_restore = self._pending_restore.clone(), None
-            return vals
+        """The buffered interval as CPU float64 (all-reduced as a rank mean when reduce_loss); empties the buffer.
+
+        Called on every rank at the same steps, always right after ``_record``, so the buffer exists and the
+        all-reduce is collective.
+        """
         vals = self._buf[: self._buf_count].clone()
         self._buf_count = 0
         if self.reduce_loss and self._distributed():
@@ -287,9 +289,7 @@ class AutoWU(LRScheduler):
                 action, eta, code, err = _ERROR, 0.0, 0, exc
         else:
             action, eta, code = _CONTINUE, 0.0, 0
-        dev = torch.device("cpu")
-        if dist.get_backend(self.process_group) == "nccl":
-            dev = torch.device("cuda", torch.cuda.current_device())
+        dev = _message_device(dist.get_backend(self.process_group))
         msg = torch.tensor([float(action), float(eta), float(code)], dtype=torch.float64, device=dev)
         src = 0 if self.process_group is None else dist.get_global_rank(self.process_group, 0)
         dist.broadcast(msg, src=src, group=self.process_group)
@@ -307,7 +307,7 @@ class AutoWU(LRScheduler):
             raise TypeError("AutoWU.step takes the loss only; epoch is not supported")
         if self._initializing:
             self.last_epoch = 0
-            self._step_count = getattr(self, "_step_count", 0) + 1
+            self._step_count += 1  # LRScheduler._initial_step set it to 0
             self._apply_lr(1)
             return
         if loss is None:
@@ -346,9 +346,9 @@ class AutoWU(LRScheduler):
             self._record(value)
             if self._buf_count >= self.test_interval:
                 start = k - self._buf_count + 1
+                vals = self._flush()  # on every rank, so that a reduce_loss all-reduce is collective
 
                 def check():
-                    vals = self._flush()
                     bad = (~torch.isfinite(vals)).nonzero()
                     if bad.numel():
                         raise FloatingPointError(f"AutoWU: non-finite loss at step {start + int(bad[0])}")
@@ -362,8 +362,9 @@ class AutoWU(LRScheduler):
             self._buf_count = 0
 
     def _plateau_epoch(self) -> None:
+        vals = self._flush()  # on every rank, so that a reduce_loss all-reduce is collective
+
         def decide():
-            vals = self._flush()
             fin = vals[torch.isfinite(vals)]
             if fin.numel() == 0:
                 return _CONTINUE, 0.0, 0
@@ -510,7 +511,7 @@ class AutoWU(LRScheduler):
             pending = self._buf[: self._buf_count].to("cpu", torch.float64).clone()
             pending_dtype = str(self._buf.dtype).replace("torch.", "")
         elif self._pending_restore is not None:
-            pending = self._pending_restore.clone()
+            pending, pending_dtype = self._pending_restore.clone(), self._pending_dtype
         return {
             "config": self._config(),
             "last_epoch": self.last_epoch,
@@ -560,6 +561,7 @@ class AutoWU(LRScheduler):
         pending = state["pending"].to(torch.float64)
         self._buf, self._buf_count = None, 0
         self._pending_restore = pending.clone() if pending.numel() else None
+        self._pending_dtype = state["pending_dtype"]
         self._ref_median = state["ref_median"]
         self._verdicts = deque(state["verdicts"], maxlen=self.patience)
         self._test_log = [dict(d) for d in state["test_log"]]
