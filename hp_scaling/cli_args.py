@@ -17,6 +17,7 @@ from pathlib import Path
 from common.cli import MissingInputError, UsageError, device_arg, nonneg_float, nonneg_int, positive_int
 from hp_scaling.dags import InvalidCodeError, arch_str_to_code, parse_code
 from hp_scaling.scaling import INITS, NoPathError, path_sum
+from hp_scaling.train import TrainConfig
 
 __all__ = [
     "add_data_args",
@@ -29,22 +30,15 @@ __all__ = [
     "gpu_arg",
     "read_reference_csv",
     "seeds_of",
+    "sgd_config",
     "skipped_line",
     "split_by_path",
 ]
 
 
 def depth_offset_arg(text: str) -> str | int:
-    """argparse type for ``--depth_offset``: ``auto`` or an integer >= 1 (L_p = k_p + offset, eq. 8)."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected auto or an integer >= 1, got {text!r}")
-    return value
+    """argparse type for ``--depth_offset``: ``auto`` or a positive integer (L_p = k_p + offset, eq. 8)."""
+    return text if text == "auto" else positive_int(text)
 
 
 def gpu_arg(text: str) -> str:
@@ -111,6 +105,23 @@ def add_sgd_args(
 def add_seed_args(group: argparse._ArgumentGroup, repeat: int = 1) -> None:
     """--repeat (seeds --seed .. --seed + repeat - 1); --seed itself comes from common.cli.add_run_args."""
     group.add_argument("--repeat", type=positive_int, default=repeat, metavar="INT", help="seeds seed..seed+repeat-1")
+
+
+def sgd_config(args: argparse.Namespace, *, lr: float, seed: int, aug_pad: int, **extra) -> TrainConfig:
+    """The TrainConfig of the flags add_sgd_args defines, at one lr and seed (``extra``: other TrainConfig fields)."""
+    return TrainConfig(
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        decreasing_lr=args.decreasing_lr,
+        aug_pad=aug_pad,
+        seed=seed,
+        **extra,
+    )
 
 
 def seeds_of(args: argparse.Namespace) -> list[int]:

@@ -39,6 +39,7 @@ from hp_scaling.cli_args import (
     checked_codes,
     gpu_arg,
     seeds_of,
+    sgd_config,
     skipped_line,
     split_by_path,
 )
@@ -47,7 +48,7 @@ from hp_scaling.loaders import AUG_PAD, ArrayData, load_data
 from hp_scaling.models import build_model
 from hp_scaling.scaling import lr_multiplier, path_sum
 from hp_scaling.tables import write_table
-from hp_scaling.train import TrainConfig, evaluate, train
+from hp_scaling.train import evaluate, train
 
 PAPER, EXPERIMENT = "hp_scaling", "main"
 RESULT_FIELDS = [
@@ -284,19 +285,8 @@ def _one_run(setup: Setup, code: str, seed: int) -> dict:
     model = build_model(args.arch, code, **margs).to(setup.device)
     out = setup.run.path / code / f"seed-{seed}"
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        nesterov=args.nesterov,
-        warmup=args.warmup,
-        decreasing_lr=args.decreasing_lr,
-        aug_pad=setup.aug_pad,
-        seed=seed,
-        per_class_acc=args.per_class_acc,
+    cfg = sgd_config(
+        args, lr=lr, seed=seed, aug_pad=setup.aug_pad, warmup=args.warmup, per_class_acc=args.per_class_acc
     )
     if args.resume and (out / "checkpoint.pt").exists():
         done = load_checkpoint(out / "checkpoint.pt").get("epoch", 0)

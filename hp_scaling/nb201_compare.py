@@ -27,6 +27,7 @@ from hp_scaling.cli_args import (
     checked_codes,
     read_reference_csv,
     seeds_of,
+    sgd_config,
     skipped_line,
     split_by_path,
 )
@@ -35,7 +36,7 @@ from hp_scaling.loaders import AUG_PAD, load_data
 from hp_scaling.models import TinyNetwork
 from hp_scaling.scaling import NoPathError, lr_multiplier
 from hp_scaling.tables import write_table
-from hp_scaling.train import TrainConfig, train
+from hp_scaling.train import train
 
 PAPER, EXPERIMENT = "hp_scaling", "nb201_compare"
 
@@ -152,18 +153,7 @@ def _train_one(args, data, code: str, seed: int, recipe: str, aug_pad: int, devi
         in_ch=train_data.in_shape[0],
         init=args.init if recipe == "ours" else args.baseline_init,
     )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=lr,
-        momentum=args.momentum,
-        weight_decay=args.weight_decay,
-        nesterov=args.nesterov,
-        decreasing_lr=args.decreasing_lr,
-        aug_pad=aug_pad,
-        seed=seed,
-    )
+    cfg = sgd_config(args, lr=lr, seed=seed, aug_pad=aug_pad)
     res = train(net.to(device), train_data, test_data, cfg)
     return {
         "key": f"{code}|{seed}|{recipe}",
