@@ -24,7 +24,7 @@ from forward_grad.function_optimization.experiments import STANDARD_APPROACHES
 from forward_grad.function_optimization.optimize import parse_approach
 
 __all__ = ["Check", "e1_grid", "e1_angles", "e2_sphere", "e2_cells", "e2_table", "e3_custom", "e3_table", "e4_search"]
-__all__ += ["e4_table", "e5_fc", "e5_table"]
+__all__ += ["e4_table", "e5_fc", "e5_table", "e5_verdict"]
 
 E1_N = (16, 64, 256, 1024, 4096)
 E1_K = (1, 2, 4, 16, 64, 256)
@@ -306,7 +306,6 @@ def e5_table(width=256, epochs=40, seeds=(0, 1, 2), dataset="mnist5k", approache
     from forward_grad.nn_training.trainer import TrainConfig, Trainer
 
     lr_for = lr_for or (lambda grad, k: get_nn_lr("fc", width, dataset, grad, k))
-    chk = Check()
     acc = {}
     for grad, k in approaches:
         lr = lr_for(grad, k)
@@ -317,6 +316,12 @@ def e5_table(width=256, epochs=40, seeds=(0, 1, 2), dataset="mnist5k", approache
                               lr=lr, epochs=epochs, seed=s)  # fmt: skip
             vals.append(list(Trainer(cfg).run())[-1]["test_acc"])
         acc[(grad, k)] = sum(vals) / len(vals)
+    return e5_verdict(acc)
+
+
+def e5_verdict(acc: dict[tuple[str, int], float]) -> Check:
+    """The E5 rules of DESIGN.md §6 on seed-mean test accuracies {(gradient, K): acc} of the 8 approaches."""
+    chk = Check()
     chk.figures = {f"{g}:{k}": v for (g, k), v in acc.items()}
     bp = acc[("bp", 1)]
     fg = {key: v for key, v in acc.items() if key[0] != "bp"}

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 
 from forward_grad.lr_search.get_best_lr import get_math_lr, get_nn_lr
-from forward_grad.reproduce import e1_angles, e1_grid, e2_cells, e2_sphere, e3_custom, e3_table, e4_table, e5_fc
+from forward_grad.reproduce import (
+    e1_angles,
+    e1_grid,
+    e2_cells,
+    e2_sphere,
+    e3_custom,
+    e3_table,
+    e4_table,
+    e5_fc,
+    e5_verdict,
+)
 
 
 @pytest.mark.slow
@@ -87,3 +97,28 @@ def test_e5_ten_epochs_with_our_fc_table():
     """DESIGN.md §7.18 / demo (e): FC W=256 on mnist5k, 10 epochs, lrs/fc_nns.csv: bp > frog16 >= fg-mean1 + 0.10."""
     chk = e5_fc(lambda grad, k: get_nn_lr("fc", 256, "mnist5k", grad, k), epochs=10, seeds=(0,))
     assert not chk.failures, f"E5 (10 epochs): {chk.failures} {chk.figures}"
+
+
+E5_ACC = {("bp", 1): 0.941, ("fg-mean", 1): 0.714, ("fg-mean", 2): 0.707, ("fg-mean", 4): 0.876,
+          ("fg-mean", 16): 0.707, ("frog", 2): 0.828, ("frog", 4): 0.873, ("frog", 16): 0.904}  # fmt: skip
+
+
+def test_e5_rules_on_hand_made_accuracies():
+    """DESIGN.md §6 E5 rules, each at and just past its edge (the 2026-12-02 seed means as the base)."""
+    assert e5_verdict(E5_ACC).failures == ["|frog16 - fg-mean16| > 0.05"]
+    assert not e5_verdict(E5_ACC | {("fg-mean", 16): 0.856}).failures
+    base = E5_ACC | {("fg-mean", 16): 0.86}
+    cases = [
+        ({("frog", 16): 0.941, ("fg-mean", 16): 0.92}, "bp 0.941 is not the best"),
+        (
+            {("frog", 2): 0.75, ("frog", 4): 0.76, ("frog", 16): 0.763, ("fg-mean", 16): 0.77},
+            "frog16 < fg-mean1 + 0.05",
+        ),
+        ({("frog", 4): 0.8505, ("frog", 16): 0.83, ("fg-mean", 16): 0.84}, "frog falls with K: [0.828, 0.8505, 0.83]"),
+        ({("fg-mean", 16): 0.853}, "|frog16 - fg-mean16| > 0.05"),
+        ({("fg-mean", 2): 0.499}, "FG variants below 0.5: {'fg-mean:2': 0.499}"),
+    ]
+    for change, message in cases:
+        assert e5_verdict(base | change).failures == [message], (change, e5_verdict(base | change).failures)
+    edge = base | {("frog", 4): 0.85, ("frog", 16): 0.8305, ("fg-mean", 16): 0.84, ("fg-mean", 2): 0.5}
+    assert not e5_verdict(edge).failures
