@@ -364,3 +364,49 @@ def test_fit_without_a_draw_and_clip_only_in_lbfgs(monkeypatch):
 def test_gp_state_keys():
     assert set(GPTest(GPConfig()).state_dict()) == {"config", "generator", "raw_c", "raw_os", "raw_noise"}
     assert GPTest(GPConfig()).state_dict()["config"] == dataclasses.asdict(GPConfig())
+
+
+def test_flat_history_fit_keeps_the_outputscale_off_zero():
+    """DESIGN.md §3.2: the strong-Wolfe search bounds L-BFGS's steps. On a flat history (2 + 1e-7 eps, 100 points)
+    one fit leaves s_f^2 near 5e-6; unit steps without the search drive it to ~1e-62, where no later test fires."""
+    g = torch.Generator().manual_seed(0)
+    y = 2 + 1e-7 * torch.randn(100, generator=g, dtype=torch.float64)
+    out = GPTest(GPConfig())(y, torch.ones(100, dtype=torch.bool))
+    assert 1e-6 < out.outputscale < 1e-5, out.outputscale
+
+
+def _gauss_nll(y, c, cov):
+    """-log N(y; c, cov) / m from torch.distributions, independent of gp_test's Cholesky code."""
+    mvn = torch.distributions.MultivariateNormal(torch.full_like(y, c), covariance_matrix=cov)
+    return -float(mvn.log_prob(y)) / y.numel()
+
+
+def test_neg_mll_jitters_a_singular_covariance():
+    """Five equal inputs and zero noise: A = s_f^2 11^T is singular, the first jitter 1e-10 (s_f^2 + s_n^2) fixes it."""
+    from autowu.gp_test import _neg_mll
+
+    x = torch.zeros(5, dtype=torch.float64)
+    y = torch.tensor([1.0, 1.2, 0.9, 1.1, 1.05], dtype=torch.float64)
+    os_, nz = torch.tensor(1e6, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+    got = float(_neg_mll(x, y, 1.0, os_, nz, 0.2))
+    cov = 1e6 * torch.ones(5, 5, dtype=torch.float64) + 1e-4 * torch.eye(5, dtype=torch.float64)
+    assert got == pytest.approx(_gauss_nll(y, 1.0, cov), rel=1e-9)
+    with pytest.raises(FloatingPointError, match="^GP fit: Cholesky failed$"):
+        _neg_mll(x, y, 1.0, os_, torch.tensor(-1.0, dtype=torch.float64), 0.2)
+
+
+def test_posterior_parts_jitter_a_singular_covariance():
+    """Four equal inputs, s_f^2 = 1, zero noise: the posterior of A = 11^T + d I with d = 1e-10 (s_f^2 + s_n^2), in
+    closed form by Sherman-Morrison (A^-1 1 = 1 / (n + d)): mu_j = c + k_j 1^T r / (n + d),
+    Sigma_jl = k(z_j, z_l) - k_j k_l n / (n + d), with k_j = k(z_j, 0)."""
+    x = torch.zeros(4, dtype=torch.float64)
+    y = torch.tensor([1.0, 1.2, 0.9, 1.1], dtype=torch.float64)
+    z = torch.linspace(0, 1, 7, dtype=torch.float64)
+    mu, diag, col = posterior_parts(x, y, z, 1.0, 1.0, 0.0, 0.2)
+    d, n = 1e-10, 4
+    k = torch.exp(-(z**2) / 0.08)
+    kzz = torch.exp(-((z[:, None] - z[None, :]) ** 2) / 0.08)
+    cov = kzz - k[:, None] * k[None, :] * n / (n + d)
+    assert torch.allclose(mu, 1.0 + k * float((y - 1.0).sum()) / (n + d), rtol=1e-6, atol=0)  # cond(A) ~ 4e10
+    assert torch.allclose(diag, torch.diagonal(cov), rtol=0, atol=1e-9)
+    assert torch.allclose(col, cov[:, -1], rtol=0, atol=1e-9)
