@@ -58,14 +58,26 @@ def ntk_mlp1(model: NTKTwoLayerMLP, X: torch.Tensor) -> torch.Tensor:
     return K / model.hidden_dim
 
 
-def _jacobian_rows(model: nn.Module, params: dict, x: torch.Tensor) -> torch.Tensor:
-    """Per-example gradients of the scalar output, flattened to (n, P)."""
+def _jacobian_blocks(model: nn.Module, params: dict, x: torch.Tensor) -> list[torch.Tensor]:
+    """Per-example gradients of the scalar output: one (n, numel) matrix per parameter, never concatenated.
+
+    Each matrix is a view of the tensor vmap(jacrev) returns; concatenating them into one (n, P) matrix would copy
+    the whole Jacobian once more (about half the cost of forming it, DESIGN.md §8 B4).
+    """
 
     def f(p, xi):
         return functional_call(model, p, (xi.unsqueeze(0),)).reshape(())
 
     jac = vmap(jacrev(f), in_dims=(None, 0))(params, x)
-    return torch.cat([j.reshape(x.shape[0], -1) for j in jac.values()], dim=1)
+    return [j.reshape(x.shape[0], -1) for j in jac.values()]
+
+
+def _gram(A: list[torch.Tensor], B: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_k A_k B_k^T over the parameter blocks (one GEMM per parameter, accumulated in place)."""
+    out = torch.matmul(A[0], B[0].T, out=out) if out is not None else A[0] @ B[0].T
+    for a, b in zip(A[1:], B[1:]):
+        out.addmm_(a, b.T)
+    return out
 
 
 def empirical_ntk(
@@ -75,10 +87,13 @@ def empirical_ntk(
     chunk_size: int = 128,
     max_jacobian_bytes: int = 2**30,
 ) -> torch.Tensor:
-    """Empirical NTK J(x1) J(x2)^T of a scalar-output model with torch.func, in chunks of `chunk_size` rows.
+    """Empirical NTK J(x1) J(x2)^T of a scalar-output model with torch.func.
 
-    The Jacobian of x2 is kept whole when it fits in `max_jacobian_bytes`; otherwise each block recomputes its chunk
-    (the recompute path), so peak extra memory is about two chunk x P Jacobians plus the N1 x N2 result.
+    The Jacobian of x2 (all P parameters, one matrix per parameter) is kept whole when it fits in
+    `max_jacobian_bytes`; K is then one GEMM per parameter (x2 = None) or `chunk_size` row blocks of x1 against it.
+    Otherwise (the recompute path) at most 2 * chunk_size Jacobian rows are alive at a time: a pivot block of
+    chunk_size + chunk_size // 2 rows against streamed blocks of the rest, so peak extra memory is about two
+    chunk x P Jacobians plus the N1 x N2 result (DESIGN.md §8 B4).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -90,41 +105,41 @@ def empirical_ntk(
     dtype = next(iter(params.values())).dtype
     K = torch.empty(N1, N2, dtype=dtype, device=x1.device)
     itemsize = torch.finfo(dtype).bits // 8
-    keep_j2 = N2 * n_params * itemsize <= max_jacobian_bytes
-    if same and not keep_j2:
-        _symmetric_recompute(model, params, x1, chunk_size, K)
+    if N2 * n_params * itemsize <= max_jacobian_bytes:
+        J2 = _jacobian_blocks(model, params, x2)
+        if same:
+            return _gram(J2, J2, out=K)
+        for i in range(0, N1, chunk_size):
+            K[i : i + chunk_size] = _gram(_jacobian_blocks(model, params, x1[i : i + chunk_size]), J2)
         return K
-    J2 = _jacobian_rows(model, params, x2) if keep_j2 else None
-    for i in range(0, N1, chunk_size):
-        Ji = _jacobian_rows(model, params, x1[i : i + chunk_size])
-        if keep_j2:
-            K[i : i + chunk_size] = Ji @ J2.T
-            continue
-        for j in range(0, N2, chunk_size):
-            K[i : i + chunk_size, j : j + chunk_size] = Ji @ _jacobian_rows(model, params, x2[j : j + chunk_size]).T
+    _recompute(model, params, x1, None if same else x2, chunk_size, K)
     return K
 
 
-def _symmetric_recompute(model: nn.Module, params: dict, x: torch.Tensor, chunk_size: int, K: torch.Tensor) -> None:
-    """K = J J^T with two chunk Jacobians in memory, each block computed once and mirrored.
+def _recompute(
+    model: nn.Module, params: dict, x1: torch.Tensor, x2: torch.Tensor | None, chunk_size: int, K: torch.Tensor
+) -> None:
+    """K = J(x1) J(x2)^T with at most 2 * chunk_size Jacobian rows in memory.
 
-    The chunk loaded last becomes the next pivot (it is already in memory), so the n chunks cost 1 + n(n-1)/2
-    Jacobian evaluations instead of n + n(n-1)/2 for a fixed row order.
+    A pivot block of p = chunk_size + chunk_size // 2 rows of x1 meets streamed blocks of s = 2 chunk_size - p rows of
+    x2. For x2 = None only the blocks right of the diagonal are computed and mirrored, so N + N^2 / (2 p) Jacobian
+    rows are formed (3,120 for N = 1000, chunk 128) instead of N^2 / (2 chunk) with two equal blocks (3,712).
     """
-    starts = list(range(0, x.shape[0], chunk_size))
-    blocks = {s: slice(s, s + chunk_size) for s in starts}
-    pivot, todo = starts[0], starts[1:]
-    Jp = _jacobian_rows(model, params, x[blocks[pivot]])
-    while True:
-        K[blocks[pivot], blocks[pivot]] = Jp @ Jp.T
-        if not todo:
-            return
-        for s in todo:
-            Jj = None  # release the previous chunk first: at most two chunk Jacobians are alive
-            Jj = _jacobian_rows(model, params, x[blocks[s]])
-            K[blocks[pivot], blocks[s]] = Jp @ Jj.T
-            K[blocks[s], blocks[pivot]] = K[blocks[pivot], blocks[s]].T
-        pivot, todo, Jp = todo[-1], todo[:-1], Jj
+    pivot, stream = chunk_size + chunk_size // 2, chunk_size - chunk_size // 2
+    same = x2 is None
+    x2 = x1 if same else x2
+    for i in range(0, x1.shape[0], pivot):
+        rows = slice(i, i + pivot)
+        Jp = _jacobian_blocks(model, params, x1[rows])
+        if same:
+            K[rows, rows] = _gram(Jp, Jp)
+        for j in range(i + pivot if same else 0, x2.shape[0], stream):
+            cols = slice(j, j + stream)
+            Js = None  # release the previous streamed block first
+            Js = _jacobian_blocks(model, params, x2[cols])
+            K[rows, cols] = _gram(Jp, Js)
+            if same:
+                K[cols, rows] = K[rows, cols].T
 
 
 def ntk_relu_infinite(X: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,26 @@ def test_closed_form_ntk_equals_torch_func(tiny_net):
     assert ev.min() >= -1e-10 * ev.max(), "DESIGN.md §7.12: K PSD"
 
 
+def test_empirical_ntk_memory_bound_and_cross_kernel(tiny_net, monkeypatch):
+    """DESIGN.md §8 B4: the recompute path holds at most 2 chunk_size Jacobian rows and forms each pivot once."""
+    import sgd_genfunc.ntk as ntk
+
+    model, X = tiny_net
+    K_ref = empirical_ntk(model, X)
+    sizes = []
+    blocks = ntk._jacobian_blocks
+    monkeypatch.setattr(ntk, "_jacobian_blocks", lambda m, p, x: sizes.append(x.shape[0]) or blocks(m, p, x))
+    K = empirical_ntk(model, X, chunk_size=2, max_jacobian_bytes=0)
+    assert rel(K, K_ref) < 1e-12, "DESIGN.md §7.12: recompute path agrees"
+    # pivots of 3 rows at 0, 3, 6, each followed by 1-row blocks of the rows after it: 9 + 6 + 3 rows
+    assert sizes == [3, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1, 3], f"Jacobian blocks formed: {sizes}"
+    sizes.clear()
+    cross = empirical_ntk(model, X, X[:5], chunk_size=2, max_jacobian_bytes=0)
+    assert rel(cross, K_ref[:, :5]) < 1e-12, "DESIGN.md §7.12: J(x1) J(x2)^T on the recompute path"
+    assert max(sizes) == 3 and len(sizes) == 3 + 3 * 5, f"Jacobian blocks formed: {sizes}"
+    assert rel(empirical_ntk(model, X, X[:5], chunk_size=4), K_ref[:, :5]) < 1e-12, "kept-Jacobian cross kernel"
+
+
 @pytest.mark.slow
 def test_infinite_width_limit_on_digits():
     data = regression_data("digits", 300, seed=42)
