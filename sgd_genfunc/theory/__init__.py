@@ -3,6 +3,7 @@
 from sgd_genfunc.theory.full import (
     FullResult,
     FullState,
+    FullStepper,
     full_init,
     full_run,
     full_step,
@@ -46,6 +47,7 @@ from sgd_genfunc.theory.tuning import (
 __all__ = [
     "FullResult",
     "FullState",
+    "FullStepper",
     "full_init",
     "full_run",
     "full_step",

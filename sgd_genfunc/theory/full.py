@@ -7,7 +7,7 @@ last increment of the residual d; alpha step size, beta momentum, gamma batch no
       J' = beta J - alpha C K~ + P'
       C' = C - alpha (K~C + CK~) + beta (J + J^T) + P'
 
-`full_step` works in the eigenbasis of K~ (DESIGN.md §3.2):
+`FullStepper` (a loop's steps, buffers reused) and `full_step` (one step) work in the eigenbasis of K~ (DESIGN.md §3.2):
 every term is elementwise there except diag(C) and the noise,
 dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step (in-place
 elementwise work, J^T carried explicitly so that only Z needs a transposed read).
@@ -64,32 +64,67 @@ def to_sample_basis(state: FullState, U) -> FullState:
     return FullState(*(U @ X @ U.T for X in state[:3]))
 
 
-def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
-    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma).
+class FullStepper:
+    """Steps of (E3) in the eigenbasis of K~ with every N x N buffer allocated once (DESIGN.md §8 B1).
 
-    J^T is carried as its own array (J^T' = beta J^T - alpha K~C + P'), so no term needs a transposed read except the
-    noise matrix Z, which is symmetrized once; every other term is symmetric by construction, so C and P stay exactly
-    symmetric (the symmetrization of DESIGN.md §3.9) with one transposed pass per step instead of three.
+    Two matmuls per step (dg_i = rowsum((U C) * U) and Z = N U^T diag(dg) U) and about twenty streaming elementwise
+    passes, all in place. Each step writes into one of two output states, never the one it reads, so the state
+    passed to `step` stays valid (and can be kept, e.g. frozen at divergence) until the step after the next.
+    Fresh N x N tensors on every step would cost page faults and zeroing as large as the arithmetic at N = 1000.
     """
-    C, J, P, Jt = state
-    if Jt is None:
-        Jt = J.T.contiguous()
-    N = lam.shape[0]
-    lk, ll = lam[:, None], lam[None, :]
-    W = U @ C
-    W.mul_(U)
-    dg = W.sum(1)  # diag of the sample-basis C
-    torch.mul(U, (N * dg)[:, None], out=W)
-    Z = U.T @ W  # N U^T diag(dg) U (not exactly symmetric)
-    torch.add(Z, Z.T, out=W)  # exactly symmetric
-    noise = W.mul_(0.5 * gamma).add_(C, alpha=1.0 - gamma).mul_(lk * ll).mul_(alpha * alpha)
-    P_new = torch.mul(J, lk).add_(torch.mul(Jt, ll))  # K~J + J^T K~: symmetric by construction (no fused op)
-    P_new.mul_(-alpha * beta).add_(P, alpha=beta * beta).add_(noise)
-    J_new = torch.mul(C, ll).mul_(-alpha).add_(J, alpha=beta).add_(P_new)
-    Jt_new = torch.mul(C, lk).mul_(-alpha).add_(Jt, alpha=beta).add_(P_new)
-    C_new = torch.mul(C, lk + ll).mul_(-alpha).add_(C)
-    C_new.add_(torch.add(J, Jt), alpha=beta).add_(P_new)
-    return FullState(C_new, J_new, P_new, Jt_new)
+
+    def __init__(self, lam: torch.Tensor, U: torch.Tensor):
+        self.lam, self.U = lam, U
+        self.lam_outer = torch.outer(lam, lam)  # lam_k lam_l: exactly symmetric, constant over the run
+        self._W, self._Z = torch.empty_like(U), torch.empty_like(U)
+        self._outs: list[FullState] = []
+
+    def _out_for(self, state: FullState) -> FullState:
+        used = {x.data_ptr() for x in state if x is not None}
+        for out in self._outs:
+            if not used.intersection(x.data_ptr() for x in out):
+                return out
+        out = FullState(*(torch.empty_like(self.U) for _ in range(4)))
+        self._outs.append(out)
+        return out
+
+    def step(self, state: FullState, alpha: float, beta: float, gamma: float) -> FullState:
+        """One step of (E3) from `state` (eigenbasis); returns C', J', P', J'^T in this stepper's buffers.
+
+        J^T is carried as its own array, so only the noise matrix Z needs a transposed read (it is symmetrized once).
+        C and P stay exactly symmetric (DESIGN.md §3.9): every term of P' pairs (k, l) with (l, k) through the same
+        rounded factors, and C' = C + J' + J'^T - P' (equal to (E3)'s C' since J' + J'^T = beta (J + J^T)
+        - alpha (K~C + CK~) + 2 P') is a sum of J' and its carried transpose, symmetric by commutativity.
+        """
+        C, J, P, Jt = state
+        if Jt is None:
+            Jt = J.T.contiguous()
+        U, lam, W, Z = self.U, self.lam, self._W, self._Z
+        C_new, J_new, P_new, Jt_new = self._out_for(state)
+        N = lam.shape[0]
+        torch.matmul(U, C, out=W)
+        W.mul_(U)
+        dg = W.sum(1)  # diag of the sample-basis C
+        torch.mul(U, (0.5 * gamma * alpha * alpha * N * dg)[:, None], out=W)
+        torch.matmul(U.T, W, out=Z)  # alpha^2 gamma N U^T diag(dg) U / 2 (not exactly symmetric)
+        noise = torch.add(Z, Z.T, out=W)  # exactly symmetric
+        noise.add_(C, alpha=alpha * alpha * (1.0 - gamma)).mul_(self.lam_outer)
+        ab = -alpha * beta * lam
+        torch.mul(J, ab[:, None], out=P_new)  # -alpha beta (K~J + J^T K~): (k, l) and (l, k) pair the same products
+        P_new.add_(torch.mul(Jt, ab[None, :], out=Z)).add_(P, alpha=beta * beta).add_(noise)
+        a = -alpha * lam
+        torch.mul(C, a[None, :], out=J_new).add_(J, alpha=beta).add_(P_new)
+        torch.mul(C, a[:, None], out=Jt_new).add_(Jt, alpha=beta).add_(P_new)
+        torch.add(J_new, Jt_new, out=C_new).add_(C).sub_(P_new)
+        return FullState(C_new, J_new, P_new, Jt_new)
+
+
+def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
+    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma), fresh output arrays.
+
+    A loop should hold one `FullStepper` instead (as `full_run` does): it reuses its buffers across steps.
+    """
+    return FullStepper(as_tensor(lam), as_tensor(U)).step(state, alpha, beta, gamma)
 
 
 def full_step_naive(C, J, P, K, alpha, beta, gamma, symmetrize: bool = True):
@@ -127,6 +162,7 @@ def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str
     N = lam.shape[0]
     state = full_init(lam, U, C0)
     K = None
+    stepper = FullStepper(lam, U) if form == "eig" else None
     if form == "naive":
         K = (U * lam[None, :]) @ U.T
         state = to_sample_basis(state, U)
@@ -137,7 +173,7 @@ def full_run(lam, U, C0, n_steps: int, alpha=1.0, beta=0.0, gamma=1.0, form: str
     for n in range(1, n_steps + 1):
         a, bt, g = (float(value_at(x, n)) for x in (alpha, beta, gamma))
         if form == "eig":
-            new = full_step(state, lam, U, a, bt, g)
+            new = stepper.step(state, a, bt, g)
         else:
             new = FullState(*full_step_naive(state.C, state.J, state.P, K, a, bt, g), None)
         L = torch.trace(new.C) / (2 * N)

@@ -12,6 +12,7 @@ from sgd_helpers import all_batches, random_kernel, rel
 
 from sgd_genfunc.problems import hadamard_basis, power_law_coefficients, power_law_spectrum
 from sgd_genfunc.theory import (
+    FullStepper,
     batch_second_moment,
     full_run,
     full_step,
@@ -128,6 +129,23 @@ def test_eigenbasis_matches_naive_and_stays_symmetric(kernel64, alpha, beta, b):
     for _ in range(5):
         C, J, P = full_step_naive(C, J, P, K, alpha, beta, g)
         assert torch.equal(C, C.T) and torch.equal(P, P.T), "DESIGN.md §3.9: naive form symmetrized too"
+
+
+def test_stepper_reuses_buffers_without_touching_its_input(kernel64):
+    """DESIGN.md §8 B1: FullStepper (what full_run steps with) equals full_step bitwise and never writes its input."""
+    lam, U, _, d0 = kernel64
+    g = gamma(64, 8)
+    stepper = FullStepper(lam, U)
+    ours = theirs = full_init(lam, U, torch.outer(d0, d0))
+    for n in range(6):
+        before = [x.clone() for x in ours if x is not None]
+        new = stepper.step(ours, 0.7, 0.4, g)
+        assert all(torch.equal(a, b) for a, b in zip(before, [x for x in ours if x is not None])), f"step {n} wrote"
+        theirs, ours = full_step(theirs, lam, U, 0.7, 0.4, g), new
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), f"step {n}: stepper != full_step"
+        assert torch.equal(ours.Jt, ours.J.T), "J^T carried exactly"
+    ptrs = {x.data_ptr() for x in ours}
+    assert ptrs.isdisjoint(x.data_ptr() for x in stepper.step(ours, 0.7, 0.4, g)), "output aliases the input"
 
 
 @pytest.mark.parametrize("alpha,beta,b", [(0.5, 0.0, 1), (1.0, 0.5, 4), (0.8, -0.3, 8), (1.5, 0.0, 16)])
