@@ -16,7 +16,7 @@ from common.bench import BenchReport, compare, measure
 from sgd_genfunc.ntk import NTKTwoLayerMLP, empirical_ntk, ntk_mlp1
 from sgd_genfunc.problems import power_law_coefficients, power_law_spectrum, synthetic_problem
 from sgd_genfunc.theory import FullStepper, full_step_naive, gamma, sd_run
-from sgd_genfunc.theory.full import full_init
+from sgd_genfunc.theory.full import STEP_STREAMS, full_init
 from sgd_genfunc.training import ResidualSGD, batch_streams, train_linearized
 
 
@@ -29,13 +29,19 @@ def b1_full(report, N):
     stepper = FullStepper(prob.lam, prob.U)  # what full_run steps with (buffers reused across steps)
     base, ours = compare(lambda: full_step_naive(C, J, P, K, 0.5, 0.3, g), lambda: stepper.step(st, 0.5, 0.3, g), 1, 3)
     mm = measure(lambda: K @ C, 1, 3).median_s
+    dst = torch.empty_like(C)
+    copy_s = measure(lambda: dst.copy_(C), 2, 7).median_s  # 2 N^2 float64 moved
+    bandwidth = 2 * C.numel() * 8 / copy_s
+    roof = 2 * mm + STEP_STREAMS * C.numel() * 8 / bandwidth  # two GEMMs at K @ C's rate + the elementwise bytes
     report.add(
         "B1",
         f"full step N={N} (naive/eig)",
         base.median_s,
         ours.median_s,
         2.0,
-        f"eig = {ours.median_s / mm:.2f} matmul-times (target <= 3.5)",
+        f"eig = {ours.median_s / mm:.2f} matmul-times (target <= 3.5); roof {roof / mm:.2f} = 2 GEMMs "
+        f"({2 * N**3 / mm / 1e9:.0f} GFLOP/s) + {STEP_STREAMS} x {C.numel() * 8 / 2**20:.1f} MiB at "
+        f"{bandwidth / 1e9:.1f} GB/s",
     )
 
 

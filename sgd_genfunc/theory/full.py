@@ -64,13 +64,16 @@ def to_sample_basis(state: FullState, U) -> FullState:
     return FullState(*(U @ X @ U.T for X in state[:3]))
 
 
+STEP_STREAMS = 47  # N x N array reads + writes of FullStepper.step's elementwise work, counted by hand
+
+
 class FullStepper:
     """Steps of (E3) in the eigenbasis of K~ with every N x N buffer allocated once (DESIGN.md §8 B1).
 
-    Two matmuls per step (dg_i = rowsum((U C) * U) and Z = N U^T diag(dg) U) and about twenty streaming elementwise
-    passes, all in place. Each step writes into one of two output states, never the one it reads, so the state
-    passed to `step` stays valid (and can be kept, e.g. frozen at divergence) until the step after the next.
-    Fresh N x N tensors on every step would cost page faults and zeroing as large as the arithmetic at N = 1000.
+    Two matmuls per step (dg_i = rowsum((U C) * U) and Z = N U^T diag(dg) U) and elementwise passes that read or
+    write an N x N array STEP_STREAMS = 47 times in all (the memory traffic of the roofline in DESIGN.md §8 B1).
+    Each step writes into one of two output states, never the one it reads, so the state passed to `step` stays
+    valid (and can be kept, e.g. frozen at divergence) until the step after the next.
     """
 
     def __init__(self, lam: torch.Tensor, U: torch.Tensor):
@@ -102,9 +105,7 @@ class FullStepper:
         U, lam, W, Z = self.U, self.lam, self._W, self._Z
         C_new, J_new, P_new, Jt_new = self._out_for(state)
         N = lam.shape[0]
-        torch.matmul(U, C, out=W)
-        W.mul_(U)
-        dg = W.sum(1)  # diag of the sample-basis C
+        dg = torch.linalg.vecdot(torch.matmul(U, C, out=W), U)  # diag of the sample-basis C: rowsum((U C) * U)
         torch.mul(U, (0.5 * gamma * alpha * alpha * N * dg)[:, None], out=W)
         torch.matmul(U.T, W, out=Z)  # alpha^2 gamma N U^T diag(dg) U / 2 (not exactly symmetric)
         noise = torch.add(Z, Z.T, out=W)  # exactly symmetric
@@ -113,8 +114,8 @@ class FullStepper:
         torch.mul(J, ab[:, None], out=P_new)  # -alpha beta (K~J + J^T K~): (k, l) and (l, k) pair the same products
         P_new.add_(torch.mul(Jt, ab[None, :], out=Z)).add_(P, alpha=beta * beta).add_(noise)
         a = -alpha * lam
-        torch.mul(C, a[None, :], out=J_new).add_(J, alpha=beta).add_(P_new)
-        torch.mul(C, a[:, None], out=Jt_new).add_(Jt, alpha=beta).add_(P_new)
+        torch.add(P_new, J, alpha=beta, out=J_new).addcmul_(C, a[None, :])
+        torch.add(P_new, Jt, alpha=beta, out=Jt_new).addcmul_(C, a[:, None])
         torch.add(J_new, Jt_new, out=C_new).add_(C).sub_(P_new)
         return FullState(C_new, J_new, P_new, Jt_new)
 
