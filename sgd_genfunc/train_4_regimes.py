@@ -17,7 +17,7 @@ from common.runs import progress
 from sgd_genfunc import scripting
 from sgd_genfunc.problems import fit_power_laws, real_problem
 from sgd_genfunc.theory import batch_noise_factor, classify_phase
-from sgd_genfunc.training import run_regimes
+from sgd_genfunc.training import RegimeOptions, run_regimes
 
 REGIMES = ("mlp", "mean_field", "gauss", "linearized")
 
@@ -59,13 +59,21 @@ def run_script(
     store = scripting.ConfigStore(run, args.resume)
     out, rows, summary_rows = {}, [], []
     bar = None if args.no_progress else (lambda it: progress(it, desc="NN steps", leave=False))
+    options = RegimeOptions(
+        runs=runs,
+        seed=args.seed,
+        n_steps=args.n_steps,
+        full_steps=full_steps,
+        lr_scale=scale,
+        replacement=args.replacement,
+        device=device,
+        progress=bar,
+    )
     for c in scripting.configs(args):
         key = scripting.config_key(c)
         res = store.get(key)
         if res is None:
-            res = run_regimes(
-                prob, [c], regimes, runs, args.seed, args.n_steps, full_steps, scale, args.replacement, device, bar
-            )[key]
+            res = run_regimes(prob, [c], regimes, options)[key]
             store.put(key, res)
         out[key] = res
         for regime, curve in res.items():

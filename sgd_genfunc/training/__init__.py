@@ -9,7 +9,7 @@ from sgd_genfunc.training.linearized import (
     train_linearized,
 )
 from sgd_genfunc.training.nn import NNTrainOptions, train_nn
-from sgd_genfunc.training.regimes import run_regimes
+from sgd_genfunc.training.regimes import RegimeOptions, run_regimes
 
 __all__ = [
     "batch_streams",
@@ -21,5 +21,6 @@ __all__ = [
     "train_linearized",
     "NNTrainOptions",
     "train_nn",
+    "RegimeOptions",
     "run_regimes",
 ]

@@ -11,6 +11,8 @@ linearized run r does.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -32,31 +34,40 @@ def _tau_of(regime: str) -> float | None:
     return None
 
 
-def run_regimes(
-    problem,
-    configs: list[dict],
-    regimes,
-    runs=None,
-    seed: int = 42,
-    n_steps: int = 1000,
-    full_steps: int | None = None,
-    lr_scale: float | None = None,
-    replacement: bool = False,
-    device=None,
-    progress=None,
-) -> dict:
+@dataclass
+class RegimeOptions:
+    """How `run_regimes` runs its regimes (the same for every config).
+
+    runs: {"mlp": R1, "linearized": R2} sampled runs (default 1 each); seed: root of the batch streams; n_steps:
+    steps of every curve; full_steps: steps of "full" (None: n_steps, 0: skipped); lr_scale: NN lr per unit alpha
+    (None: N / lambda_max); replacement: batches drawn with replacement; device: where to run (None: the problem's);
+    progress: wraps the NN step iterable (a tqdm bar).
+    """
+
+    runs: dict[str, int] | None = None
+    seed: int = 42
+    n_steps: int = 1000
+    full_steps: int | None = None
+    lr_scale: float | None = None
+    replacement: bool = False
+    device: str | torch.device | None = None
+    progress: Callable | None = None
+
+
+def run_regimes(problem, configs: list[dict], regimes, options: RegimeOptions | None = None) -> dict:
     """Run every regime for every config; returns {(b, alpha, beta): {regime: curve}}.
 
     Curves have n_steps+1 entries: (R, n_steps+1) for the sampled regimes ("mlp", "linearized"), (n_steps+1,) for
-    the theory ones; "full" runs min(full_steps, n_steps) steps (None: n_steps; 0: skipped).
-    runs: {"mlp": R1, "linearized": R2} (default 1 each).
+    the theory ones; "full" runs min(full_steps, n_steps) steps.
     """
-    runs = {"mlp": 1, "linearized": 1, **(runs or {})}
+    o = options or RegimeOptions()
+    runs = {"mlp": 1, "linearized": 1, **(o.runs or {})}
+    seed, n_steps, full_steps, replacement = o.seed, o.n_steps, o.full_steps, o.replacement
     N = problem.lam.shape[0]
-    dev = torch.device(device) if device is not None else problem.lam.device
+    dev = torch.device(o.device) if o.device is not None else problem.lam.device
     lam, U = problem.lam.to(dev), problem.U.to(dev)
     K_tilde, d0, c = problem.K_tilde.to(dev), problem.d0.to(dev), problem.c.to(dev)
-    scale = lr_scale if lr_scale is not None else N / problem.lambda_max
+    scale = o.lr_scale if o.lr_scale is not None else N / problem.lambda_max
     out = {}
     for cfg in configs:
         b, alpha, beta = int(cfg["b"]), float(cfg["alpha"]), float(cfg["beta"])
@@ -91,7 +102,7 @@ def run_regimes(
                     model = copy.deepcopy(problem.model).to(dev)
                     opt = torch.optim.SGD(model.parameters(), lr=alpha * scale, momentum=beta)
                     X, y = problem.X.to(dev), problem.y.to(dev)
-                    hist = train_nn(model, opt, X, y, n_steps, b, rng, options=NNTrainOptions(progress=progress))
+                    hist = train_nn(model, opt, X, y, n_steps, b, rng, options=NNTrainOptions(progress=o.progress))
                     curves.append(hist["train/loss"])
                 res["mlp"] = torch.stack(curves)
             else:
