@@ -80,8 +80,13 @@ class WorkloadView:
 
 
 class Batches:
-    """Endless shuffled batches (drop_last) from a generator seeded by the trial: for a TensorDataset one permuted
-    copy per epoch and batches as slices of it, a DataLoader otherwise. Batches are on the trial's device."""
+    """Endless shuffled batches (drop_last) from a generator seeded by the trial.
+
+    For a TensorDataset every epoch is one permuted copy of the tensors, split into the epoch's batches at once; a
+    step then only picks the next prepared batch, so the harness runs no tensor operation between two steps (each
+    one costs tens of microseconds right after a training step, when the caches hold the step's data). A DataLoader
+    serves other datasets. Batches are on the trial's device.
+    """
 
     def __init__(self, dataset, batch_size: int, seed: int, device: torch.device) -> None:
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
@@ -91,23 +96,31 @@ class Batches:
         if self.n < batch_size:
             raise ValueError(f"training set has {self.n} rows, fewer than the batch size {batch_size}")
         self._iter = None
-        self._epoch: list[torch.Tensor] | None = None
+        self._epoch: list[tuple[torch.Tensor, ...]] = []
         self._pos = 0
 
     def __iter__(self):
         return self
 
+    def _new_epoch(self) -> None:
+        perm = torch.randperm(self.n, generator=self.gen)
+        usable = (self.n // self.batch_size) * self.batch_size
+        parts = []
+        for t in self.tensors:
+            shuffled = t[perm[:usable]]  # one gather per epoch (drop_last: the tail rows are left out)
+            if self.device.type != "cpu":
+                shuffled = shuffled.to(self.device)
+            parts.append(shuffled.split(self.batch_size))
+        self._epoch = list(zip(*parts))
+        self._pos = 0
+
     def __next__(self):
         if self.tensors is not None:
-            if self._epoch is None or self._pos + self.batch_size > self.n:
-                perm = torch.randperm(self.n, generator=self.gen)
-                self._epoch = [t[perm] for t in self.tensors]  # one gather per epoch; batches are views of it
-                if self.device.type != "cpu":
-                    self._epoch = [t.to(self.device) for t in self._epoch]
-                self._pos = 0
-            lo, hi = self._pos, self._pos + self.batch_size
-            self._pos = hi
-            return tuple(t[lo:hi] for t in self._epoch)
+            if self._pos >= len(self._epoch):
+                self._new_epoch()
+            batch = self._epoch[self._pos]
+            self._pos += 1
+            return batch
         while True:
             if self._iter is None:
                 loader = DataLoader(self.dataset, self.batch_size, shuffle=True, drop_last=True, generator=self.gen)
@@ -135,12 +148,26 @@ def _is_divergence(exc: BaseException) -> bool:
     return isinstance(exc, FloatingPointError) or any(w in text for w in ("nan", "non-finite", "nonfinite", "inf"))
 
 
-def run_trial(spec: TrialSpec, workload: ModuleType, contestant: ModuleType) -> dict[str, Any]:
-    """Run one trial and return its summary (README.md §6) with the evaluation curve under ``curve``."""
-    t_start_cpu, t_start_wall = time.process_time(), time.time()
-    torch.set_num_threads(1)
-    device = torch.device(spec.device)
-    summary: dict[str, Any] = {
+@dataclass
+class _Progress:
+    """What the training loop of one trial has measured so far."""
+
+    cpu: float = 0.0  # the clock: init + steps
+    init_cpu: float = 0.0
+    eval_cpu: float = 0.0
+    step: int = 0
+    status: str = "steps"
+    message: str = ""
+    time_to_target: float = math.inf
+    best: float | None = None
+    train_loss: float = math.nan
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    traceback: str | None = None
+
+
+def _header(spec: TrialSpec, workload: ModuleType) -> dict[str, Any]:
+    """The summary fields known before the trial runs."""
+    return {
         "contestant": spec.contestant,
         "workload": spec.workload,
         "study": spec.study,
@@ -155,6 +182,87 @@ def run_trial(spec: TrialSpec, workload: ModuleType, contestant: ModuleType) -> 
         "direction": workload.DIRECTION,
         **spec.extra,
     }
+
+
+def _evaluation_point(
+    p: _Progress, spec: TrialSpec, workload: ModuleType, model: torch.nn.Module, val, wall0: float
+) -> bool:
+    """Evaluate on validation (off the clock), extend the curve; True when the trial ends here (hit or diverged)."""
+    e0 = time.process_time()
+    value = _evaluate(workload, model, val)
+    p.eval_cpu += time.process_time() - e0
+    p.curve.append({"step": p.step, "cpu": p.cpu, "wall": time.time() - wall0, "val": value, "loss": p.train_loss})
+    if not math.isfinite(value):
+        p.status = "diverged"
+        return True
+    sign = 1.0 if workload.DIRECTION == "max" else -1.0
+    if p.best is None or sign * value > sign * p.best:
+        p.best = value
+    if spec.target is not None and p.cpu <= spec.budget and meets(value, spec.target, workload.DIRECTION):
+        p.status, p.time_to_target = "hit", p.cpu
+        return True
+    return False
+
+
+def _train(
+    p: _Progress, spec: TrialSpec, workload: ModuleType, contestant: ModuleType, model, view, batches, val, wall0
+) -> None:
+    """init, then steps until a stopping rule (README.md §6); the clock runs only inside init and step."""
+    clock = time.process_time
+    budget, max_steps, every = spec.budget, spec.max_steps, workload.EVAL_EVERY
+    c0 = clock()
+    state = contestant.init(model, view, dict(spec.hparams), spec.budget)
+    p.init_cpu = clock() - c0
+    p.cpu = p.init_cpu
+    while True:
+        if p.cpu >= budget:
+            p.status = "budget"
+            return
+        if p.step >= max_steps:
+            p.status = "steps"
+            return
+        batch = next(batches)
+        c0 = clock()
+        p.train_loss = float(contestant.step(model, view, batch, state, p.step))
+        p.cpu += clock() - c0
+        p.step += 1
+        if not math.isfinite(p.train_loss):
+            p.status = "diverged"
+            return
+        if p.step % every == 0 or p.step >= max_steps or p.cpu >= budget:
+            if _evaluation_point(p, spec, workload, model, val, wall0):
+                return
+
+
+def _run_guarded(p: _Progress, *args) -> None:
+    """_train with a contestant's exception turned into a miss: diverged or error, with its traceback."""
+    try:
+        _train(p, *args)
+    except Exception as exc:  # noqa: BLE001 - a failing contestant is a miss, never a crash of the harness
+        p.status = "diverged" if _is_divergence(exc) else "error"
+        p.message = f"{type(exc).__name__}: {exc}"
+        p.traceback = traceback.format_exc(limit=8)
+
+
+def _test_value(p: _Progress, workload: ModuleType, model: torch.nn.Module, test) -> float:
+    """The test metric of the final model (NaN after a divergence or an error); its CPU goes to eval_cpu."""
+    if p.status in ("diverged", "error"):
+        return math.nan
+    e0 = time.process_time()
+    try:
+        return _evaluate(workload, model, test)
+    except Exception:  # noqa: BLE001 - a broken model after an error
+        return math.nan
+    finally:
+        p.eval_cpu += time.process_time() - e0
+
+
+def run_trial(spec: TrialSpec, workload: ModuleType, contestant: ModuleType) -> dict[str, Any]:
+    """Run one trial and return its summary (README.md §6) with the evaluation curve under ``curve``."""
+    t_start_cpu, t_start_wall = time.process_time(), time.time()
+    torch.set_num_threads(1)
+    device = torch.device(spec.device)
+    summary = _header(spec, workload)
     applicable = getattr(contestant, "applicable", None)
     if applicable is not None and not applicable(workload):
         summary.update(status="n/a", hit=False, time_to_target=math.inf, cpu=0.0, init_cpu=0.0, steps=0, curve=[])
@@ -170,82 +278,30 @@ def run_trial(spec: TrialSpec, workload: ModuleType, contestant: ModuleType) -> 
     hook = model.register_forward_hook(counter.forward_hook)
     view = WorkloadView(workload, counter, spec, data["train"])
     batches = Batches(data["train"], workload.BATCH_SIZE, spec.seed, device)
-
-    cpu = 0.0  # the clock: init + steps
-    eval_cpu = 0.0
-    curve: list[dict[str, Any]] = []
-    status, message = "steps", ""
-    time_to_target = math.inf
-    best = None
-    step = 0
-    train_loss = math.nan
-    sign = 1.0 if workload.DIRECTION == "max" else -1.0
-    try:
-        c0 = time.process_time()
-        state = contestant.init(model, view, dict(spec.hparams), spec.budget)
-        init_cpu = time.process_time() - c0
-        cpu += init_cpu
-        while True:
-            if cpu >= spec.budget:
-                status = "budget"
-                break
-            if step >= spec.max_steps:
-                status = "steps"
-                break
-            batch = next(batches)
-            c0 = time.process_time()
-            train_loss = float(contestant.step(model, view, batch, state, step))
-            cpu += time.process_time() - c0
-            step += 1
-            if not math.isfinite(train_loss):
-                status = "diverged"
-                break
-            if step % workload.EVAL_EVERY == 0 or step >= spec.max_steps or cpu >= spec.budget:
-                e0 = time.process_time()
-                value = _evaluate(workload, model, data["val"])
-                eval_cpu += time.process_time() - e0
-                curve.append(
-                    {"step": step, "cpu": cpu, "wall": time.time() - t_start_wall, "val": value, "loss": train_loss}
-                )
-                if not math.isfinite(value):
-                    status = "diverged"
-                    break
-                if best is None or sign * value > sign * best:
-                    best = value
-                if spec.target is not None and cpu <= spec.budget and meets(value, spec.target, workload.DIRECTION):
-                    status, time_to_target = "hit", cpu
-                    break
-    except Exception as exc:  # noqa: BLE001 - a failing contestant is a miss, never a crash of the harness
-        init_cpu = locals().get("init_cpu", cpu)
-        status = "diverged" if _is_divergence(exc) else "error"
-        message = f"{type(exc).__name__}: {exc}"
-        summary["traceback"] = traceback.format_exc(limit=8)
+    p = _Progress()
+    _run_guarded(p, spec, workload, contestant, model, view, batches, data["val"], t_start_wall)
     hook.remove()
-
-    e0 = time.process_time()
-    try:
-        test_value = _evaluate(workload, model, data["test"]) if status not in ("diverged", "error") else math.nan
-    except Exception:  # noqa: BLE001 - a broken model after an error
-        test_value = math.nan
-    eval_cpu += time.process_time() - e0
+    test_value = _test_value(p, workload, model, data["test"])
+    if p.traceback:
+        summary["traceback"] = p.traceback
     summary.update(
-        status=status,
-        hit=status == "hit",
-        message=message,
-        time_to_target=time_to_target,
-        cpu=cpu,
-        init_cpu=init_cpu,
-        steps=step,
-        best_val=best if best is not None else math.nan,
-        final_val=curve[-1]["val"] if curve else math.nan,
-        final_loss=train_loss,
+        status=p.status,
+        hit=p.status == "hit",
+        message=p.message,
+        time_to_target=p.time_to_target,
+        cpu=p.cpu,
+        init_cpu=p.init_cpu,
+        steps=p.step,
+        best_val=p.best if p.best is not None else math.nan,
+        final_val=p.curve[-1]["val"] if p.curve else math.nan,
+        final_loss=p.train_loss,
         test=test_value,
         forwards=counter.forwards,
         backwards=counter.backwards,
         build_cpu=build_cpu,
-        eval_cpu=eval_cpu,
+        eval_cpu=p.eval_cpu,
         total_cpu=time.process_time() - t_start_cpu,
         wall=time.time() - t_start_wall,
-        curve=curve,
+        curve=p.curve,
     )
     return summary
