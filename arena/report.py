@@ -166,49 +166,45 @@ def _which_to_use(rows: list[dict], t: dict, T: dict, workloads: Sequence[str]) 
     return " ".join(parts)
 
 
-def write_report(
-    run_dir: str | Path, workloads: Sequence[str] | None = None, contestants: Sequence[str] | None = None
-) -> Path:
-    """Write ``<run_dir>/REPORT.md`` (and its PNGs) from the finished trials; returns the report path."""
-    from arena.run import load_summaries
-
-    run_dir = Path(run_dir)
-    summaries = load_summaries(run_dir)
-    config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+def _select(
+    summaries: list[dict], config: dict, workloads: Sequence[str] | None, contestants: Sequence[str] | None
+) -> tuple[list[str], list[str], list[dict]]:
+    """The scored workloads and contestants (arguments, else config.json, else what the trials hold) and their trials,
+    plus the base-search trials of a family base that is not scored itself (they are charged to its members)."""
     workloads = list(workloads or config.get("workloads") or sorted({s["workload"] for s in summaries}))
     contestants = list(contestants or config.get("contestants") or sorted({s["contestant"] for s in summaries}))
-    summaries = [s for s in summaries if s["contestant"] in contestants and s["workload"] in workloads] + [
+    bases = {s2.get("transfer_from") for s2 in summaries}
+    kept = [s for s in summaries if s["contestant"] in contestants and s["workload"] in workloads] + [
         s
         for s in summaries
         if s["contestant"] in contestants
         and s["workload"] not in workloads
         and s.get("kind") == "trial"
-        and any(s2.get("transfer_from") == s["workload"] for s2 in summaries)
+        and s["workload"] in bases
     ]
-    scored = [s for s in summaries if s["workload"] in workloads]
-    t = score.times_table(scored, contestants, workloads, "t")
-    T = score.times_table(scored, contestants, workloads, "T")
-    rows = leaderboard(scored, workloads, contestants)
-    figs = run_dir / "figures"
-    profile_png = _plot_profiles(t, T, figs / "profiles.png")
-    curve_pngs = [p for w in workloads if (p := _plot_curves(run_dir, scored, w, figs / f"curve_{w}.png"))]
-    lr_png = _plot_lr(scored, workloads, figs / "lr_sensitivity.png")
+    return workloads, contestants, kept
 
+
+def _md_intro(run_dir: Path, config: dict, workloads: Sequence[str], contestants: Sequence[str], n: int) -> list[str]:
     lines = [f"# Arena report: {run_dir.name}", ""]
     if config:
         lines += [
             f"Preset `{config.get('preset')}`: {len(workloads)} workloads, {len(contestants)} contestants, "
             f"{config.get('studies')} studies, {config.get('trials')} trials per study of an external contestant; "
-            f"{len(summaries)} finished trials. Command: `{config.get('command', '')}`.",
+            f"{n} finished trials. Command: `{config.get('command', '')}`.",
             "",
         ]
-    lines += [
+    return lines + [
         "Clock: CPU-seconds of init + step (torch on one thread); evaluation off the clock. "
         f"B = normalized area under the performance profile from 1 to {TAU_MAX:g} (1 = fastest everywhere). "
         "t: time to target (fastest hitting trial per study, median over studies); T: total cost, every trial up to "
         "the first hit plus what is charged once. Rules: arena/README.md.",
         "",
+    ]
+
+
+def _md_leaderboard(rows: list[dict]) -> list[str]:
+    lines = [
         "## Leaderboard",
         "",
         f"| contestant | ruleset | B on t | B on T | B vs {REFERENCE} | coverage | hits / trials |",
@@ -219,6 +215,11 @@ def write_report(
             f"| {r['contestant']} | {r['ruleset']} | {r['B_t']:.3f} | {r['B_T']:.3f} | "
             f"{r['B_ref']:.3f} | {r['coverage']:.0%} | {r['hits']} / {r['trials']} |"
         )
+    return lines
+
+
+def _md_times(t: dict, T: dict, scored: list[dict], workloads: Sequence[str], contestants: Sequence[str]) -> list[str]:
+    lines: list[str] = []
     for title, table in (("Time to target t (CPU-s)", t), ("Total cost T including tuning (CPU-s)", T)):
         lines += [
             "",
@@ -230,7 +231,11 @@ def write_report(
         for c in contestants:
             cells = [_fmt_t(table[c][w], _na(scored, c, w)) for w in workloads]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines += ["", "## Targets", "", "| workload | metric | target | budget (CPU-s) | hits |", "|---|---|---|---|---|"]
+    return lines
+
+
+def _md_targets(scored: list[dict], workloads: Sequence[str]) -> list[str]:
+    lines = ["", "## Targets", "", "| workload | metric | target | budget (CPU-s) | hits |", "|---|---|---|---|---|"]
     for w in workloads:
         mine = [s for s in scored if s["workload"] == w and s.get("status") != "n/a"]
         if mine:
@@ -240,7 +245,11 @@ def write_report(
                 f"{float(m['budget']) / (1.5 if m.get('ruleset') == 'self' else 1.0):.3g} | "
                 f"{sum(1 for s in mine if s.get('hit'))} / {len(mine)} |"
             )
-    lines += [
+    return lines
+
+
+def _md_costs(scored: list[dict], contestants: Sequence[str]) -> list[str]:
+    lines = [
         "",
         "## Cost breakdown (CPU-s, summed over all trials)",
         "",
@@ -264,19 +273,44 @@ def write_report(
         lines += ["", "## Errors (counted as misses)", ""]
         for s in errors[:20]:
             lines.append(f"- {s['contestant']} on {s['workload']} s{s['study']} t{s['trial']}: {s.get('message', '')}")
-    lines += ["", "## Which to use", "", _which_to_use(rows, t, T, workloads), "", "## Figures", ""]
-    lines.append(f"![profiles]({profile_png.relative_to(run_dir)})")
-    if lr_png:
-        lines.append(f"![lr sensitivity]({lr_png.relative_to(run_dir)})")
-    for p in curve_pngs:
-        lines.append(f"![{p.stem}]({p.relative_to(run_dir)})")
-    lines.append("")
+    return lines
+
+
+def _md_figures(run_dir: Path, figures: list[Path], contestants: Sequence[str]) -> list[str]:
+    lines = ["## Figures", ""] + [f"![{p.stem}]({p.relative_to(run_dir)})" for p in figures] + [""]
     if any(c == "genfunc_sgd" for c in contestants):
         lines += [
             "Note: genfunc_sgd applies the squared-loss theory to classification workloads through the NTK of "
             "the logits and the residual one-hot minus initial outputs (a proxy).",
             "",
         ]
+    return lines
+
+
+def write_report(
+    run_dir: str | Path, workloads: Sequence[str] | None = None, contestants: Sequence[str] | None = None
+) -> Path:
+    """Write ``<run_dir>/REPORT.md`` (and its PNGs) from the finished trials; returns the report path."""
+    from arena.run import load_summaries
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    workloads, contestants, summaries = _select(load_summaries(run_dir), config, workloads, contestants)
+    scored = [s for s in summaries if s["workload"] in workloads]
+    t = score.times_table(scored, contestants, workloads, "t")
+    T = score.times_table(scored, contestants, workloads, "T")
+    rows = leaderboard(scored, workloads, contestants)
+    figs = run_dir / "figures"
+    figures = [_plot_profiles(t, T, figs / "profiles.png")]
+    figures += [p for p in [_plot_lr(scored, workloads, figs / "lr_sensitivity.png")] if p]
+    figures += [p for w in workloads if (p := _plot_curves(run_dir, scored, w, figs / f"curve_{w}.png"))]
+
+    lines = _md_intro(run_dir, config, workloads, contestants, len(summaries)) + _md_leaderboard(rows)
+    lines += _md_times(t, T, scored, workloads, contestants) + _md_targets(scored, workloads)
+    lines += _md_costs(scored, contestants)
+    lines += ["", "## Which to use", "", _which_to_use(rows, t, T, workloads), ""]
+    lines += _md_figures(run_dir, figures, contestants)
     out = run_dir / "REPORT.md"
     tmp = run_dir / ".REPORT.md.tmp"
     tmp.write_text("\n".join(lines))
