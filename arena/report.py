@@ -323,14 +323,77 @@ def _plain(table: dict) -> dict:
     return {c: {w: (v if math.isfinite(v) else None) for w, v in row.items()} for c, row in table.items()}
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def export(run_dir: str | Path, path: str | Path) -> Path:
+    """Write the scores of a run with its provenance (the leaderboard file a README quotes, e.g.
+    arena/leaderboard.json): leaderboard, t and T tables, per workload target, budget and hits / trials."""
+    import time
+
+    from arena.run import load_summaries
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    workloads, contestants, summaries = _select(load_summaries(run_dir), config, None, None)
+    scored = [s for s in summaries if s["workload"] in workloads]
+    t = score.times_table(scored, contestants, workloads, "t")
+    T = score.times_table(scored, contestants, workloads, "T")
+    per_workload = {}
+    for w in workloads:
+        mine = [s for s in scored if s["workload"] == w and s.get("status") != "n/a"]
+        ext = next((s for s in mine if s.get("ruleset") != "self"), mine[0] if mine else {})
+        per_workload[w] = {
+            "metric": ext.get("metric"),
+            "direction": ext.get("direction"),
+            "target": ext.get("target"),
+            "budget": ext.get("budget"),
+            "hits": sum(1 for s in mine if s.get("hit")),
+            "trials": len(mine),
+        }
+    studies = sorted({int(s["study"]) for s in scored})
+    ranks = int(config.get("ranks", 1))
+    command = config.get("command", "")
+    doc = {
+        "provenance": {
+            "command": (f"mpirun -n {ranks} " if ranks > 1 else "") + command,
+            "commit": _git_commit(),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "studies_finished": len(studies),
+            "trials_per_study": config.get("trials"),
+            "workloads": workloads,
+            "finished_trials": len(summaries),
+            "ranks": ranks,
+        },
+        "leaderboard": leaderboard(scored, workloads, contestants),
+        "t": _plain(t),
+        "T": _plain(T),
+        "workloads": per_workload,
+    }
+    path = Path(path)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arena.report", description=__doc__.split("\n")[0])
     p.add_argument("run", help="an arena run folder (e.g. results/arena/quick)")
+    p.add_argument("--export", default=None, metavar="FILE", help="also write the scores and provenance as JSON")
     args = p.parse_args(argv)
     run_dir = Path(args.run)
     if not (run_dir / "trials").is_dir():
         raise MissingInputError(f"no arena trials under {run_dir}")
     print(f"report: {write_report(run_dir)}")
+    if args.export:
+        print(f"scores: {export(run_dir, args.export)}")
     return 0
 
 
