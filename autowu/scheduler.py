@@ -111,7 +111,6 @@ class AutoWU(LRScheduler):
         r, d, p = cfg.ramp, cfg.decay, cfg.policy
         self.min_lr, self.max_lr, self.max_warmup_fraction = r.min_lr, r.max_lr, r.max_warmup_fraction
         self.warmup = warmup_steps(self.total_steps, self.max_warmup_fraction)
-        self.warmup_epochs = max(int(math.floor(self.max_warmup_fraction * E + 1e-9)), 1)
         self.warmup_type, self.warmup_unit = r.warmup_type, r.warmup_unit
         self.immediate_cooldown = d.immediate_cooldown
         self.decay_phase_stat, self.decay_phase_factor = d.decay_phase_stat, d.decay_phase_factor
@@ -126,12 +125,11 @@ class AutoWU(LRScheduler):
 
         self._ratios = self._group_ratios(optimizer)  # before super().__init__, which takes the first step
         self._reset_state()
-        self._cur_lr = self.min_lr
         self._initializing = True
         super().__init__(optimizer)
         self._initializing = False
         if self.warmup == 0:  # f_w = 0: decay from eta_max at once
-            self._switch(0, self.max_lr, "max_warmup", peak=self.max_lr)
+            self._switch(0, self.max_lr, "max_warmup")  # the LR in use, lr_1 = warmup_lr(W = 0), is eta_max
             self._apply_lr(1)
 
     def _group_ratios(self, optimizer) -> list[float]:
@@ -145,7 +143,6 @@ class AutoWU(LRScheduler):
             warnings.warn(
                 f"AutoWU gives all {len(lr0)} param groups one LR (initial LRs {lr0} differ); "
                 "pass preserve_group_ratios=True to keep their ratios",
-                UserWarning,
                 stacklevel=3,
             )
         return [1.0] * len(lr0)
@@ -199,8 +196,7 @@ class AutoWU(LRScheduler):
             self.warmup_type,
             self.warmup_unit,
             self.steps_per_epoch,
-            self.warmup_epochs,
-        )
+        )  # the staircase has floor(W / S) = floor(f_w E) steps
 
     def get_lr(self):
         return [self._cur_lr * r for r in self._ratios]
@@ -228,13 +224,13 @@ class AutoWU(LRScheduler):
                 raise ValueError(
                     f"AutoWU.step expects a scalar loss (0-d or 1-element tensor); got shape {tuple(loss.shape)}"
                 )
-            return loss if loss.dim() == 0 else loss.reshape(())
+            return loss.reshape(())
         if isinstance(loss, np.ndarray):
-            if loss.dtype.kind not in "fiu":
+            if loss.dtype.kind not in ("f", "i", "u"):
                 raise TypeError(f"AutoWU.step expects a real scalar loss; got an array of dtype {loss.dtype}")
             if loss.size != 1:
                 raise ValueError(f"AutoWU.step expects a scalar loss; got shape {loss.shape}")
-            return float(loss.reshape(()))
+            return float(loss.item())
         if isinstance(loss, (int, float, np.integer, np.floating)):
             return float(loss)
         raise TypeError(f"AutoWU.step expects a real scalar loss (float or tensor); got {type(loss).__name__}")
@@ -249,7 +245,7 @@ class AutoWU(LRScheduler):
             self._buf = torch.zeros(max(self.test_interval, self.steps_per_epoch), dtype=dt, device=dev)
             if self._pending_restore is not None:
                 p = self._pending_restore
-                self._buf[: p.numel()].copy_(p.to(dt))
+                self._buf[: p.numel()].copy_(p)
                 self._buf_count = p.numel()
                 self._pending_restore = None
         with torch.no_grad():  # one indexed copy, no autograd record, no host sync
@@ -274,15 +270,12 @@ class AutoWU(LRScheduler):
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized()
 
-    def _rank(self) -> int:
-        return dist.get_rank(self.process_group) if self._distributed() else 0
-
     def _collective(self, decide):
         """Run decide() on rank 0 and broadcast (action, eta, reason code) so every rank applies the same outcome."""
         if not self._distributed():
             return decide()
         err = None
-        if self._rank() == 0:
+        if dist.get_rank(self.process_group) == 0:
             try:
                 action, eta, code = decide()
             except Exception as exc:  # noqa: BLE001 - every rank must learn about it
@@ -307,7 +300,7 @@ class AutoWU(LRScheduler):
             raise TypeError("AutoWU.step takes the loss only; epoch is not supported")
         if self._initializing:
             self.last_epoch = 0
-            self._step_count += 1  # LRScheduler._initial_step set it to 0
+            self._step_count = 1
             self._apply_lr(1)
             return
         if loss is None:
@@ -331,7 +324,6 @@ class AutoWU(LRScheduler):
             warnings.warn(
                 f"AutoWU stepped past total_steps={self.total_steps}; keeping lr_T = "
                 f"{self.lr_at(self.total_steps):.6g}",
-                UserWarning,
                 stacklevel=2,
             )
         self._apply_lr(k + 1)
@@ -369,7 +361,8 @@ class AutoWU(LRScheduler):
             if fin.numel() == 0:
                 return _CONTINUE, 0.0, 0
             metric, st = float(fin.mean()), self._plateau
-            if metric < st["best"] * (1.0 - 1e-4) if st["best"] > 0 else metric < st["best"] - abs(st["best"]) * 1e-4:
+            # an improvement beats the best by 1e-4 of its size: best (1 - 1e-4) above zero, best (1 + 1e-4) below
+            if metric < st["best"] * (1.0 - 1e-4 if st["best"] > 0 else 1.0 + 1e-4):
                 st["best"], st["bad_epochs"] = metric, 0
             else:
                 st["bad_epochs"] += 1
@@ -389,14 +382,14 @@ class AutoWU(LRScheduler):
         warnings.warn(
             f"AutoWU: no switch by the warmup cap W={self.warmup} (step {k}); decaying from "
             f"lr={eta:.6g} ({self.fallback_lr})",
-            UserWarning,
             stacklevel=3,
         )
-        self._switch(k, eta, "max_warmup", peak=self._cur_lr)
+        self._switch(k, eta, "max_warmup")
 
-    def _switch(self, k: int, eta: float, reason: str, peak: float | None = None) -> None:
+    def _switch(self, k: int, eta: float, reason: str) -> None:
+        """End the warmup at step k; the decay starts from eta, the peak is the LR in use (lr_k)."""
         self._t_sw, self._eta_sw, self._reason = k, float(eta), reason
-        self._peak = float(self._cur_lr if peak is None else peak)
+        self._peak = float(self._cur_lr)
         self._buf_count = 0
         if self.immediate_cooldown or reason == "cooldown_time":
             self._t0, self._eta0 = k, float(eta)
@@ -475,7 +468,7 @@ class AutoWU(LRScheduler):
 
         action, eta, code = self._collective(decide)
         if action == _SWITCH:
-            self._switch(k, eta, REASONS[code], peak=now_lr)
+            self._switch(k, eta, REASONS[code])
 
     # ---- state -----------------------------------------------------------------------------------------------------
     def _config(self) -> dict:
@@ -551,16 +544,14 @@ class AutoWU(LRScheduler):
             raise ValueError(f"AutoWU.load_state_dict: config mismatch in {detail}")
         self.last_epoch = int(state["last_epoch"])
         self._step_count = int(state["step_count"])
-        self._cur_lr = float(state["cur_lr"])
         self._phase = state["phase"]
         a = state["anchors"]
         self._t_sw, self._eta_sw, self._t_c, self._eta_c = a["t_sw"], a["eta_sw"], a["t_c"], a["eta_c"]
         self._t0, self._eta0, self._reason, self._peak = a["t_0"], a["eta_0"], a["reason"], a["peak"]
         hist = state["history"].to(torch.float64)
-        self._chunks = [hist.clone()] if hist.numel() else []
-        pending = state["pending"].to(torch.float64)
+        self._chunks = [hist.clone()]
         self._buf, self._buf_count = None, 0
-        self._pending_restore = pending.clone() if pending.numel() else None
+        self._pending_restore = state["pending"].to(torch.float64).clone()
         self._pending_dtype = state["pending_dtype"]
         self._ref_median = state["ref_median"]
         self._verdicts = deque(state["verdicts"], maxlen=self.patience)

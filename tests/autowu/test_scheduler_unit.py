@@ -91,14 +91,14 @@ def outcome(verdict, z, n=4, nv=4):
     return Outcome((0.99 if verdict else 0.5,) * 5, (z,) * 5, 5 * verdict, verdict, 0.0, 1.0, 1.0, n, nv, 0, 0.0)
 
 
-def build(s=S, e=E, opt=None, gp=None, **kw):
-    """(scheduler, its test object); a FakeGP unless `gp` is a factory."""
+def build(s=S, e=E, opt=None, test=None, **kw):
+    """(scheduler, its test object); a FakeGP unless `test` is a factory."""
     if opt is None:
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     made = {}
 
     def factory(cfg):
-        made["gp"] = gp(cfg) if gp is not None else FakeGP(cfg)
+        made["gp"] = test(cfg) if test is not None else FakeGP(cfg)
         return made["gp"]
 
     sched = AutoWU(opt, s, e, test_factory=factory, **kw)
@@ -170,10 +170,11 @@ def test_lengths_accept_numpy_ints_and_one():
     ("fw", "s", "e", "warmup", "epochs"),
     [(0.5, 4, 10, 20, 5), (0.29, 1, 100, 29, 29), (0.05, 4, 10, 2, 1), (0.15, 4, 10, 6, 1), (1.0, 4, 10, 40, 10)],
 )
-def test_warmup_cap_and_warmup_epochs(fw, s, e, warmup, epochs):
-    """W = floor(f_w T) and the staircase's floor(f_w E) (at least 1); 0.29 * 100 = 28.999999999999996 floors to 29."""
-    sched, _ = build(s=s, e=e, max_warmup_fraction=fw)
-    assert (sched.warmup, sched.warmup_epochs) == (warmup, epochs)
+def test_warmup_cap_and_staircase_epochs(fw, s, e, warmup, epochs):
+    """W = floor(f_w T) and the staircase's floor(f_w E) epochs (at least 1); 0.29 * 100 = 28.999999999999996 -> 29."""
+    sched, _ = build(s=s, e=e, max_warmup_fraction=fw, warmup_unit="epoch")
+    assert sched.warmup == warmup
+    assert sched.lr_at(s) == MIN and sched.lr_at(s + 1) == MIN * (MAX / MIN) ** (1 / epochs)
 
 
 def test_test_interval_defaults_to_steps_per_epoch():
@@ -395,18 +396,18 @@ def test_patience(patience, switch):
 
 def test_verdicts_must_be_in_a_row():
     script = [outcome(v, 0.5) for v in (True, True, False, True, True)]
-    sched, _ = quiet(build, gp=lambda cfg: Scripted(script))
+    sched, _ = quiet(build, test=lambda cfg: Scripted(script))
     quiet(drive, sched, [1.0] * 20)
     assert sched.switch_reason == "max_warmup" and sched.switch_step == 20
 
 
 def test_estimate_skips_non_finite_minimisers():
     out = Outcome((0.99,) * 5, (0.5, math.nan, 0.25, 0.5, math.nan), 5, True, 0.0, 1.0, 1.0, 4, 4, 0, 0.0)
-    sched, _ = build(patience=1, gp=lambda cfg: Scripted([out]))
+    sched, _ = build(patience=1, test=lambda cfg: Scripted([out]))
     drive(sched, [1.0] * 4)
     expected = (2 * MIN * (ramp(4) / MIN) ** 0.5 + MIN * (ramp(4) / MIN) ** 0.25) / 3
     assert sched.switch_step == 4 and sched.switch_lr == pytest.approx(expected, rel=1e-12)
-    lin, _ = build(patience=1, warmup_type="linear", gp=lambda cfg: Scripted([out]))
+    lin, _ = build(patience=1, warmup_type="linear", test=lambda cfg: Scripted([out]))
     drive(lin, [1.0] * 4)
     now = MIN + (MAX - MIN) * 3 / 20
     assert lin.switch_lr == pytest.approx((2 * (MIN + (now - MIN) * 0.5) + MIN + (now - MIN) * 0.25) / 3, rel=1e-12)
@@ -447,7 +448,7 @@ def test_cooldown_time_inside_the_warmup():
 @pytest.mark.parametrize(("fallback", "z"), [("ramp", 0.5), ("argmin", 0.5), ("argmin", math.nan)])
 def test_fallback_at_the_cap(fallback, z):
     script = [outcome(False, z)] * 4
-    sched, _ = build(fallback_lr=fallback, gp=lambda cfg: Scripted(script))
+    sched, _ = build(fallback_lr=fallback, test=lambda cfg: Scripted(script))
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         drive(sched, [1.0] * 20)
@@ -612,7 +613,7 @@ def test_nan_in_the_first_interval_switches_from_min_lr():
 def test_bad_interval_eta_needs_three_valid_points_and_a_finite_estimate(n_valid, z, expected):
     """A good test at 4, then a bad interval at 8: eta_sw = min(estimate, lr_4) with an estimate below lr_4."""
     out = Outcome((0.5,) * 5, (z,) * 5, 0, False, 0.0, 1.0, 1.0, 8, n_valid, 0, 0.0)
-    sched, _ = build(gp=lambda cfg: Scripted([outcome(False, 0.5), out]))
+    sched, _ = build(test=lambda cfg: Scripted([outcome(False, 0.5), out]))
     drive(sched, [1.0] * 4 + [1.0, 1.0, math.nan, 1.0])
     eta = MIN * (ramp(8) / MIN) ** z if expected == "estimate" else MIN
     assert eta < ramp(4)
@@ -621,7 +622,7 @@ def test_bad_interval_eta_needs_three_valid_points_and_a_finite_estimate(n_valid
 
 def test_first_bad_interval_uses_min_lr_as_the_last_good_lr():
     out = Outcome((0.5,) * 5, (1.0,) * 5, 0, False, 0.0, 1.0, 1.0, 4, 3, 0, 0.0)
-    sched, _ = build(gp=lambda cfg: Scripted([out]))
+    sched, _ = build(test=lambda cfg: Scripted([out]))
     drive(sched, [1.0, 1.0, math.nan, 1.0])
     assert sched.switch_lr == MIN, "min(estimate lr_4, eta_min) with no good interval before"
 
@@ -632,7 +633,7 @@ DIVERGE = [2.0, 2.1, 1.9, 2.2]  # torch's median (the lower middle value) is 2.0
 @pytest.mark.parametrize("factor", [2.0, 3.0])
 def test_divergence_switches_at_the_first_value_above_the_threshold(factor):
     second = [3.0, 4.0 * factor / 2, 6.0 * factor / 2, 7.0 * factor / 2]  # median 2 factor (= threshold): not bad
-    third = [1.0, 5.0 * factor / 2, 6.0 * factor / 2, 7.0 * factor / 2]  # median above the threshold; first at 10
+    third = [2.0 * factor, 5.0 * factor / 2, 6.0 * factor / 2, 7.0 * factor / 2]  # median above; first above at 10
     sched, gp = build(divergence_factor=factor, patience=9)
     drive(sched, DIVERGE + second + third)
     assert [d["bad"] for d in sched.test_log] == ["", "", "divergence"]
@@ -640,18 +641,19 @@ def test_divergence_switches_at_the_first_value_above_the_threshold(factor):
     thr = factor * 2.0
     assert gp.seen[-1][1].tolist() == [v <= thr for v in DIVERGE + second + third], "values above it are not valid"
     assert gp.seen[1][1].tolist() == [True] * 6 + [False] * 2, "a value equal to the threshold is valid"
-    assert sched.switch_lr == ramp(8), "min(estimate, lr_8)"
+    est = MIN * (ramp(12) / MIN) ** (2 / 12)  # the smallest valid value, 1.9, is at index 2 of 12
+    assert est < ramp(8) and sched.switch_lr == pytest.approx(est, rel=1e-12), "min(estimate, lr_8)"
 
 
 def test_divergence_off_and_in_other_modes():
-    losses = DIVERGE + [2.0, 2.0, 2.0, 9.0] + [9.0] * 4
+    losses = DIVERGE + [2.0, 2.0, 2.0, 9.0] + [4.0, 9.0, 9.0, 9.0]  # 4.0 is the threshold itself
     sched, gp = build(divergence_factor=None, patience=9)
     quiet(drive, sched, losses)
     assert sched.switch_reason != "divergence" and all(v.all() for _, v in gp.seen)
     sched, gp = build(on_nonfinite="raise", patience=9)
     drive(sched, losses[:8])
     assert gp.seen[-1][1].all(), "only the 'switch' mode masks values above the threshold"
-    with pytest.raises(FloatingPointError, match="^AutoWU: divergent loss at step 9$"):
+    with pytest.raises(FloatingPointError, match="^AutoWU: divergent loss at step 10$"):
         drive(sched, losses[8:])
     sched, gp = build(on_nonfinite="ignore", patience=9)
     quiet(drive, sched, losses + [math.nan] * 4)
@@ -951,7 +953,7 @@ def test_other_ranks_apply_rank0s_decision(fake_dist):
 
 def test_an_error_on_rank0_raises_on_every_rank(fake_dist):
     dist = fake_dist()
-    sched, _ = build(gp=lambda cfg: FakeGP(cfg, fail=ValueError("boom")))
+    sched, _ = build(test=lambda cfg: FakeGP(cfg, fail=ValueError("boom")))
     with pytest.raises(RuntimeError, match=re.escape("AutoWU: the test on rank 0 failed (ValueError('boom'))")) as err:
         drive(sched, [1.0] * 4)
     assert isinstance(err.value.__cause__, ValueError) and dist.sent[0][0].tolist() == [2.0, 0.0, 0.0]
@@ -995,3 +997,147 @@ def test_message_device(monkeypatch):
     assert scheduler_module._message_device("nccl") == torch.device("cuda", 3)
     assert scheduler_module._message_device("gloo") == torch.device("cpu")
     assert scheduler_module._message_device("mpi") == torch.device("cpu")
+
+
+# ---- more exact cases -------------------------------------------------------------------------------------------
+def test_grouped_settings_reach_the_scheduler():
+    from autowu import DecayConfig, GPConfig, PolicyConfig, RampConfig
+
+    sched, gp = build(
+        ramp=RampConfig(min_lr=1e-4, max_warmup_fraction=0.25),
+        decay=DecayConfig(immediate_cooldown=False, cooldown_fraction=0.5),
+        gp=GPConfig(votes=2, n_preds=4),
+        policy=PolicyConfig(patience=2, test_interval=5),
+    )
+    assert (sched.min_lr, sched.warmup, sched.immediate_cooldown, sched.cooldown_fraction) == (1e-4, 10, False, 0.5)
+    assert (gp.cfg.votes, gp.cfg.n_preds, sched.patience, sched.test_interval) == (2, 4, 2, 5)
+    assert sched.state_dict()["anchors"]["t_c"] == 20 and sched.get_last_lr() == [1e-4]
+
+
+def test_tensor_lrs_are_filled_in_place():
+    p = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([p], lr=torch.tensor(0.01, dtype=torch.float64))
+    lr = opt.param_groups[0]["lr"]
+    sched, _ = build(opt=opt)
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == MIN
+    drive(sched, falling(5))
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == ramp(6) and sched.get_last_lr() == [ramp(6)]
+
+
+def test_plateau_epochs_count_from_the_switch():
+    """test_interval 3, patience 2: the switch at 9, so epochs of the middle phase end at 13, 17, 21, ..."""
+    sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss", test_interval=3, patience=2)
+    drive(sched, vee(9))
+    assert sched.switch_step == 9 and sched.phase == "decay"
+    drive(sched, [1.0, 2.0, 3.0, 4.0, 8.0, 8.0])
+    assert sched.state_dict()["plateau"] == {"best": 2.5, "bad_epochs": 0, "reductions": 0}
+    assert sched.state_dict()["pending"].tolist() == [8.0, 8.0]
+
+
+def test_middle_phase_without_the_plateau_records_nothing_but_raise_checks():
+    sched, _ = build(immediate_cooldown=False, decay_phase_factor=0.5)
+    drive(sched, vee(31))
+    assert sched.state_dict()["plateau"] == {"best": math.inf, "bad_epochs": 0, "reductions": 0}
+    assert sched.state_dict()["pending"].numel() == 0
+    sched, _ = build(immediate_cooldown=False, on_nonfinite="raise")
+    losses = vee(40)
+    losses[21] = math.nan
+    with pytest.raises(FloatingPointError, match="^AutoWU: non-finite loss at step 22$"):
+        drive(sched, losses)
+    assert sched.phase == "decay" and sched.last_epoch == 24
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_plateau_threshold_is_strict(sign):
+    """An epoch mean exactly at best (1 -+ 1e-4) is not an improvement (constant epochs: exact means)."""
+    level = sign * (1.0 - 1e-4) if sign > 0 else -1.0 * (1.0 + 1e-4)
+    sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss", decay_phase_factor=0.5)
+    drive(sched, vee(16))
+    drive(sched, [sign] * 4 + [level] * 24)
+    assert sched.state_dict()["plateau"] == {"best": sign, "bad_epochs": 0, "reductions": 1}
+
+
+def test_plateau_flat_below_one_is_not_an_improvement():
+    sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss", decay_phase_factor=0.5)
+    drive(sched, vee(16))
+    drive(sched, [0.5] * 28)
+    assert sched.state_dict()["plateau"] == {"best": 0.5, "bad_epochs": 0, "reductions": 1}
+
+
+def test_minus_inf_is_not_a_valid_value():
+    sched, gp = build()
+    losses = falling(8)
+    losses[5] = -math.inf
+    drive(sched, losses)
+    assert gp.seen[-1][1].tolist() == [True] * 5 + [False, True, True]
+    assert (sched.switch_step, sched.switch_reason) == (8, "nonfinite")
+
+
+def test_integer_arrays_are_accepted():
+    sched, _ = build()
+    for v in (np.array(3), np.array([4], dtype=np.int16), np.array([[5]], dtype=np.uint32)):
+        sched.step(v)
+    assert sched.state_dict()["pending"].tolist() == [3.0, 4.0, 5.0]
+
+
+def test_buffer_device_of_tensor_losses():
+    sched, _ = build(device="meta")
+    sched.step(torch.tensor(1.0))
+    assert sched._buf.device.type == "meta"
+    sched, _ = build()
+    sched.step(torch.tensor(1.0, device="meta"))
+    assert sched._buf.device.type == "meta"
+
+
+def test_load_converts_saved_values_to_float64():
+    sched, _ = build()
+    drive(sched, falling(6))
+    st = sched.state_dict()
+    st["history"], st["pending"] = st["history"].float(), st["pending"].float()
+    fresh, _ = build()
+    fresh.load_state_dict(st)
+    assert fresh.history.dtype == torch.float64 and fresh.state_dict()["pending"].dtype == torch.float64
+    assert fresh._pending_restore.dtype == torch.float64
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_nccl_messages_live_on_the_cuda_device(fake_dist, monkeypatch):
+    """With nccl the message is built on _message_device('nccl') (here a stand-in device, meta)."""
+    dist = fake_dist(backend="nccl")
+    asked = []
+
+    def device(backend):
+        asked.append(backend)
+        return torch.device("meta")
+
+    def stop(t, src=None, group=None):
+        dist.sent.append((t, src))
+        raise _Stop
+
+    monkeypatch.setattr(scheduler_module, "_message_device", device)
+    monkeypatch.setattr(dist, "broadcast", stop)
+    sched, _ = build()
+    with pytest.raises(_Stop):
+        drive(sched, [1.0] * 4)
+    assert asked == ["nccl"] and dist.sent[0][0].device.type == "meta" and dist.sent[0][0].dtype == torch.float64
+
+
+def test_rank0_messages_for_every_decision(fake_dist):
+    """The broadcast carries [action, eta_sw, reason]: [0, 0, 0] to go on, [3, 0, 0] for a plateau reduction."""
+    dist = fake_dist()
+    sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss", on_nonfinite="raise")
+    drive(sched, vee(16) + [1.0] * 28)
+    msgs = [m.tolist() for m, _ in dist.sent]
+    assert msgs[:3] == [[0.0, 0.0, 0.0]] * 3 and msgs[3] == [1.0, sched.switch_lr, 0.0]
+    assert msgs[4:] == [[0.0, 0.0, 0.0]] * 6 + [[3.0, 0.0, 0.0]]
+    dist = fake_dist()
+    sched, _ = build(on_nonfinite="raise")
+    drive(sched, vee(24))
+    assert [m.tolist() for m, _ in dist.sent][4:] == [[0.0, 0.0, 0.0]] * 2
+    dist = fake_dist()
+    sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss")
+    drive(sched, vee(16) + [math.nan] * 4)
+    assert [m.tolist() for m, _ in dist.sent][4:] == [[0.0, 0.0, 0.0]]
