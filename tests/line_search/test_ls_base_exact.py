@@ -230,3 +230,55 @@ def test_losses_are_averaged_over_ranks_in_float64(monkeypatch, world, sync):
     synced = world > 1 and sync
     assert opt.diagnostics["loss_decrease"] == pytest.approx(1.0 / world if synced else 1.0, rel=1e-8)
     assert fake.reduced == ([torch.float64, torch.float64] if synced else [])
+
+
+def test_untested_speed_up_step_diagnostics():
+    """(A9) step (line_search=False): one forward, no trial, and the flags say so (not searched, not an (A8)
+    untested step, not accepted, finite); s, h and L keep their initial values 0, 0 and 1."""
+    w = _param(1.0)
+    opt = SLS([w], init_step_size=0.5, grow=1.0, line_search=False)
+    opt.step(lambda: (w**2).sum())
+    d = opt.diagnostics
+    assert (d["searched"], d["untested"], d["accepted"], d["nonfinite"]) == (False, False, False, False)
+    assert d["untested"] is False and d["accepted"] is False and d["nonfinite"] is False
+    assert (d["trials"], d["forwards"], d["n_forwards"], d["n_searches"]) == (0, 1, 1, 0)
+    assert (d["s"], d["h"], d["L"]) == (0.0, 0.0, 1.0)
+    assert w.item() == 0.0  # 1 - 0.5 * 2
+
+
+def test_search_diagnostics_carry_s_h_and_l():
+    """(A4), (A5), (A9) after one accepted search: s = phi, h = the loss decrease (beta_s = 0), and L from the EMAs
+    e_fast = 0.9e-8 + 0.1 eta, e_slow = 0.99e-8 + 0.01 eta; the step is finite."""
+    w = _param(1.0)
+    opt = SLS([w], init_step_size=0.25, grow=1.0, beta_s=0.0)
+    opt.step(lambda: (w**2).sum())
+    d = opt.diagnostics
+    assert d["nonfinite"] is False and d["accepted"] is True
+    assert (d["s"], d["h"]) == (4.0, 0.75)
+    r = (0.9e-8 + 0.1 * 0.25) / (0.99e-8 + 0.01 * 0.25)
+    assert d["L"] == min(10.0, 1.0 / (r - 1.0 + 1e-8))
+    assert d["L"] == opt.state_dict()["line_search"]["search_interval"]
+
+
+def test_nonfinite_gradient_message_names_the_finite_loss():
+    """§3.3: an inf gradient with a finite loss raises FloatingPointError naming the step and the loss value."""
+    w = _param(1.0)
+
+    def closure(backward):
+        if backward:
+            w.grad = torch.tensor([math.inf], dtype=torch.float64)
+        return torch.tensor(2.5, dtype=torch.float64)
+
+    opt = SLS([w])
+    with pytest.raises(FloatingPointError, match=r"^step 1: non-finite loss \(2\.5\) or gradient at w0; param"):
+        opt.step(closure)
+    assert w.item() == 1.0
+
+
+def test_parameters_without_grad_are_skipped_not_the_rest():
+    """§3.3: a parameter without a gradient is skipped; the parameters after it in the same group still move."""
+    frozen, w = _param(5.0), _param(1.0)
+    opt = SLS([frozen, w], init_step_size=0.25, grow=1.0, beta_s=0.0)
+    opt.step(lambda: (w**2).sum())
+    assert frozen.grad is None and frozen.item() == 5.0
+    assert w.item() == 0.5 and opt.diagnostics["slope"] == 4.0
