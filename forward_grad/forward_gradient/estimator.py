@@ -309,12 +309,8 @@ class ForwardGradient:
         lanes = []
         for p in params:
             m = p.numel()
-            strides, step = [], m
-            for dim in p.shape:
-                step //= max(dim, 1)
-                strides.append(step)
-            view = D.new_empty(0).set_(storage[start : start + m * size], 0, (1, *p.shape), (m, *strides))
-            lanes.append(view)
+            # set_ without strides gives the contiguous layout of (1, *p.shape), the one a contiguous p has
+            lanes.append(D.new_empty(0).set_(storage[start : start + m * size], 0, (1, *p.shape)))
             start += m * size
         return tuple(lanes)
 
@@ -345,9 +341,9 @@ class ForwardGradient:
             for g, part in zip(grads, torch.split(self.combine(d, V, D), sizes)):
                 g.copy_(part.view_as(g))
             return
-        k, n = V.shape[-2], V.shape[-1]
+        k, n = V.shape
         w = d.reshape(1, -1)
-        for g, rows in zip(grads, torch.split(D if qr else V, sizes, dim=1)):
+        for g, rows in zip(grads, torch.split(D, sizes, dim=1)):  # D is V itself unless frog runs in qr mode
             out = g.view(1, -1)
             if w.shape[1] == 1:  # d_1 v_1: the product the 1 x 1 mm forms, without a gemm call
                 torch.mul(rows, w, out=out)

@@ -7,6 +7,8 @@ pinv(V) V, ...). Models are a few dozen parameters, so the whole file runs in ab
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -269,11 +271,47 @@ def test_weight_mode_grad_is_the_aggregated_forward_gradient(name, k, kw):
     params = _trainable(model)
     params[0].grad = torch.full_like(params[0], 7.0)
     kept = params[0].grad
-    res = fg.step(model, (x, y))
+    combined = _count_combine(fg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. torch's "output resized" warning of a wrongly shaped out=
+        res = fg.step(model, (x, y))
+    linear = not kw and name in ("mean", "sum", "mean_times_dim", "frog")
+    assert bool(combined) is not linear, "linear aggregations are written per parameter, without combine()"
     assert res.jvps == k and res.loss == pytest.approx(float(F.cross_entropy(model(x), y)), rel=1e-14)
     assert params[0].grad is kept and model[0][0].bias.grad is None
     got = torch.cat([p.grad.reshape(-1) for p in params])
     _close(got, _expected_estimate(name, V, g, scaling=kw.get("scaling_correction", False)))
+
+
+def _count_combine(fg):
+    calls = []
+    real = fg.combine
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    fg.combine = counted
+    return calls
+
+
+def test_weight_mode_single_parameter_and_non_contiguous_parameter():
+    x, y = _data()
+    one = nn.Linear(5, 3, bias=False).to(F64)
+    g = _bp(one, x, y)
+    fg = ForwardGradient(2, perturbation_mode="weight", generator=gen(23))
+    V = ForwardGradient(2, generator=gen(23)).sample(15, F64)
+    fg.step(one, (x, y))
+    _close(one.weight.grad.reshape(-1), _expected_estimate("mean", V, g))
+    model = _mlp()
+    model[2].weight = nn.Parameter(torch.randn(4, 3, generator=gen(24), dtype=F64).T)  # a non-contiguous parameter
+    g = _bp(model, x, y)
+    fg = ForwardGradient(1, perturbation_mode="weight", generator=gen(25))
+    V = ForwardGradient(1, generator=gen(25)).sample(g.numel(), F64)
+    combined = _count_combine(fg)
+    fg.step(model, (x, y))
+    assert model[2].weight.grad.is_contiguous() and not combined, "a fresh .grad is contiguous (fast path)"
+    _close(torch.cat([p.grad.reshape(-1) for p in model.parameters()]), _expected_estimate("mean", V, g))
 
 
 def test_weight_mode_non_contiguous_grad_and_second_step():
@@ -519,6 +557,11 @@ def test_model_blocks_of_a_sequential_and_the_error():
     assert str(err.value) == "Linear has no block list (give it `.blocks` or make it an nn.Sequential)"
 
 
+class _ChannelMean(nn.Module):
+    def forward(self, h):
+        return h.mean(1)
+
+
 def test_block_shapes_cache_and_training_flags():
     fg = ForwardGradient(2)
     x, _ = _data()
@@ -529,6 +572,9 @@ def test_block_shapes_cache_and_training_flags():
     assert fg.block_shapes(small, x) == [torch.Size([4]), torch.Size([4]), torch.Size([3])]
     assert [m.training for m in small.modules()] == flags
     assert fg.dimension(wide, x) == 10 and fg.dimension(small, x) == 11
+    pooled = nn.Sequential(nn.Tanh(), _ChannelMean(), nn.Linear(4, 3)).to(F64)  # any channel count
+    assert fg.dimension(pooled, torch.zeros(2, 2, 4, dtype=F64)) == 8 + 4 + 3
+    assert fg.dimension(pooled, torch.zeros(2, 3, 4, dtype=F64)) == 12 + 4 + 3
     conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten()).to(F64)
     assert fg.dimension(conv, torch.zeros(2, 1, 4, 4, dtype=F64)) == 64
     assert fg.dimension(conv, torch.zeros(2, 1, 3, 3, dtype=F64)) == 36
@@ -550,3 +596,54 @@ def test_node_jvps_outputs():
     assert len(outs) == 3 and all(o.requires_grad for o in outs)
     for o, a in zip(outs, acts):
         _close(o, a)
+
+
+def test_weight_mode_k1_passes_the_parameters_and_aliased_lanes(monkeypatch):
+    """K = 1 (DESIGN.md §8 P2): the primals are the parameters themselves and each tangent is a lane over D's memory,
+    one per parameter; K > 1: one flat primal (the reused buffer) and D."""
+    seen = []
+    real = est.multi_jvp
+
+    def spy(f, x, V, **kwargs):
+        seen.append((x, V))
+        return real(f, x, V, **kwargs)
+
+    monkeypatch.setattr(est, "multi_jvp", spy)
+    model = _mlp()
+    params = list(model.parameters())
+    xb, yb = _data()
+    for k in (1, 3):
+        fg = ForwardGradient(k, perturbation_mode="weight", generator=gen(14))
+        D = fg.sample(39, F64)
+        fg.weight_jvps(model, (xb, yb), D)
+        primals, lanes = seen[-1]
+        if k == 1:
+            assert len(primals) == len(lanes) == len(params) == 4
+            assert all(torch.equal(a, p) and a.data_ptr() == p.data_ptr() for a, p in zip(primals, params))
+            assert all(lane.untyped_storage().data_ptr() >= D.data_ptr() for lane in lanes)
+            assert lanes[0].data_ptr() == D.data_ptr()
+        else:
+            assert len(primals) == 1 and primals[0] is fg._flat_buffer and lanes == (D,)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("generator_device", ["cpu", "cuda"])
+def test_estimates_on_cuda_equal_the_cpu_ones(generator_device):
+    """Tangents are drawn on the generator's device and moved to the data's; every tensor the estimator creates
+    (V, the node perturbations, .grad) lives on the model's device; the numbers equal the CPU run's."""
+    x, y = _data()
+    for mode in ("node", "weight"):
+        cpu_model, cuda_model = _mlp(), _mlp().cuda()
+        ForwardGradient(3, "frog", perturbation_mode=mode, generator=gen(50)).step(cpu_model, (x, y))
+        cuda_gen = torch.Generator(device=generator_device).manual_seed(50)
+        fg = ForwardGradient(3, "frog", perturbation_mode=mode, generator=cuda_gen)
+        V = fg.sample(5, F64, "cuda")
+        assert V.device.type == "cuda"
+        cuda_gen.manual_seed(50)
+        fg.step(cuda_model, (x.cuda(), y.cuda()))
+        for a, b in zip(cpu_model.parameters(), cuda_model.parameters()):
+            assert b.grad.device.type == "cuda"
+            if generator_device == "cpu":
+                _close(b.grad.cpu(), a.grad, 1e-10)
+    value, g_hat = ForwardGradient(2, generator=gen(51)).value_and_estimate(_f, torch.ones(2, 3, dtype=F64).cuda())
+    assert value.device.type == g_hat.device.type == "cuda"
