@@ -282,3 +282,97 @@ def test_parameters_without_grad_are_skipped_not_the_rest():
     opt.step(lambda: (w**2).sum())
     assert frozen.grad is None and frozen.item() == 5.0
     assert w.item() == 0.5 and opt.diagnostics["slope"] == 4.0
+
+
+_REQUIRED = dict(c=0.1, init_step_size=1.0, grow=1.0, shrink=0.5, max_trials=5, beta_s=0.0, eta_min=1e-3)
+
+
+def test_base_class_defaults():
+    """The keywords of ArmijoLineSearch that DESIGN.md §3.2 lists as shared, left out: their documented defaults."""
+    from line_search.sls import ArmijoLineSearch
+
+    opt = ArmijoLineSearch([_param(1.0)], **_REQUIRED)
+    st = opt.settings()
+    assert (st["accept_ties"], st["sync_losses"], st["moments"], st["replay_rng"]) == (True, True, False, True)
+    assert (st["eta_max"], st["min_slope"], st["nan_policy"], st["reset_option"]) == (None, 1e-12, "raise", 1)
+    assert (st["search_direction"], st["step_direction"], st["speed_up"], st["line_search"]) == (
+        "sgd",
+        "trial",
+        False,
+        True,
+    )
+    assert opt.param_groups[0]["weight_decay"] == 0.0 and "eps" not in opt.param_groups[0]
+    adam = ArmijoLineSearch([_param(1.0)], moments=True, **_REQUIRED)
+    assert adam.param_groups[0]["eps"] == 1e-8 and adam.param_groups[0]["betas"] == (0.9, 0.999)
+
+
+def _draws(opt, w, n: int = 3) -> torch.Tensor:
+    """One step whose closure draws n uniform numbers from the global torch RNG on the backward call."""
+    out = []
+
+    def closure(backward):
+        if backward:
+            out.append(torch.rand(n))
+        return (w**2).sum() if not backward else _backward(w)
+
+    opt.step(closure)
+    return out[0]
+
+
+def _backward(w):
+    w.grad = None
+    loss = (w**2).sum()
+    loss.backward()
+    return loss
+
+
+def test_replay_seed_comes_from_the_optimizer_generator():
+    """§3.3 RNG: the step draws one seed in [0, 2^62) from its own generator (seeded with `seed`) and seeds the
+    closure's torch RNG with it; the global RNG is the same afterwards."""
+    w = _param(1.0)
+    opt = SLS([w], seed=11)
+    gen = torch.Generator().manual_seed(11)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for _ in range(2):
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        want = torch.rand(3, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(_draws(opt, w), want)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_without_replay_the_closure_uses_the_global_stream():
+    """replay_rng=False: no seed is drawn and nothing is forked; the closure continues the global RNG stream,
+    which stays advanced after the step, and the optimizer's generator is not used."""
+    w = _param(1.0)
+    opt = SLS([w], seed=11, replay_rng=False)
+    gen_state = opt.state_dict()["line_search"]["generator"]
+    torch.manual_seed(5)
+    want = torch.rand(3)
+    after = torch.rand(2)
+    torch.manual_seed(5)
+    assert torch.equal(_draws(opt, w), want)
+    assert torch.equal(torch.rand(2), after), "the global stream was not left advanced"
+    assert torch.equal(opt.state_dict()["line_search"]["generator"], gen_state)
+
+
+def test_add_param_group_forms_and_the_shared_eta():
+    """§3.3 Parameter groups: a single tensor or a generator of tensors is a group; every added group starts at the
+    current eta (also the third); eps is refused like betas when the class keeps no Adam moments."""
+    w = _param(1.0)
+    opt = SLS([w], init_step_size=0.25, grow=1.0, beta_s=0.0)
+    opt.step(lambda: (w**2).sum())
+    opt.param_groups[0]["lr"] = 0.125  # writing lr sets the current eta (§3.3 State)
+    single, a, b = _param(2.0), _param(3.0), _param(4.0)
+    opt.add_param_group({"params": single})
+    opt.add_param_group({"params": (p for p in (a, b))})
+    assert [g["params"] for g in opt.param_groups[1:]] == [[single], [a, b]]
+    assert [g["lr"] for g in opt.param_groups] == [0.125, 0.125, 0.125]
+    assert all(set(g) == {"params", "lr", "weight_decay"} for g in opt.param_groups)
+    with pytest.raises(ValueError, match=r"param group keys \['eps'\] are not per-group"):
+        opt.add_param_group({"params": [_param(0.0)], "eps": 1e-8})
+
+
+def test_no_diagnostics_before_the_first_step():
+    """§3.3 Diagnostics: an empty dict until the first step (not None), so readers can test keys directly."""
+    assert SLS([_param(1.0)]).diagnostics == {}
