@@ -169,7 +169,7 @@ def _entry(w, b: str, hp: dict, i: int, reruns: list[dict[str, Any]], set_by: di
     }
 
 
-def _write_table(args, argv, run_dir: Path, workloads: dict, best: dict, size: int) -> Path:
+def _write_table(args, argv, run_dir: Path, workloads: dict, best: dict, size: int, commit: str) -> Path:
     """Update --write: the new entries (each with the command, commit and date that set it), GPU placeholders, and
     the provenance of this run; an older entry without its own ``set_by`` gets the provenance it was written with."""
     out_path = Path(args.write)
@@ -180,8 +180,10 @@ def _write_table(args, argv, run_dir: Path, workloads: dict, best: dict, size: i
         if entry.get("target") is not None and "set_by" not in entry and old:
             entry["set_by"] = {k: old.get(k) for k in ("command", "commit", "date")}
     provenance = {
-        "command": "python -m arena.targets " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": _commit(),
+        "command": (f"mpirun -n {size} " if size > 1 else "")
+        + "python -m arena.targets "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": commit,  # the code that ran: HEAD when the run started
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "ranks": size,
         "trials_per_baseline": args.trials,
@@ -204,6 +206,7 @@ def _write_table(args, argv, run_dir: Path, workloads: dict, best: dict, size: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commit = _commit()
     from common.distributed import mpi_comm, mpi_rank, mpi_size
 
     rank, size = mpi_rank(), mpi_size()
@@ -242,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         comm.Barrier()
     if rank != 0:
         return 0
-    out_path = _write_table(args, argv, run_dir, workloads, best, size)
+    out_path = _write_table(args, argv, run_dir, workloads, best, size, commit)
     shutil.rmtree(claims, ignore_errors=True)
     print(f"targets: {out_path} ({len(best)} workloads)")
     print(f"run dir: {run_dir}")
