@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arena import score
-from common.cli import ArgumentParser, MissingInputError, run_main
+from common.cli import ArgumentParser, MissingInputError, positive_int, run_main
 
 __all__ = ["leaderboard", "write_report", "main", "REFERENCE", "TAU_MAX"]
 
@@ -287,16 +287,26 @@ def _md_figures(run_dir: Path, figures: list[Path], contestants: Sequence[str]) 
     return lines
 
 
-def write_report(
-    run_dir: str | Path, workloads: Sequence[str] | None = None, contestants: Sequence[str] | None = None
-) -> Path:
-    """Write ``<run_dir>/REPORT.md`` (and its PNGs) from the finished trials; returns the report path."""
+def _load(run_dir: Path, studies: int | None) -> list[dict[str, Any]]:
+    """The run's finished trials, only those of the first ``studies`` studies when given."""
     from arena.run import load_summaries
 
+    summaries = load_summaries(run_dir)
+    return summaries if studies is None else [s for s in summaries if int(s["study"]) < studies]
+
+
+def write_report(
+    run_dir: str | Path,
+    workloads: Sequence[str] | None = None,
+    contestants: Sequence[str] | None = None,
+    studies: int | None = None,
+) -> Path:
+    """Write ``<run_dir>/REPORT.md`` (and its PNGs) from the finished trials (of the first ``studies`` studies when
+    given: a study still running is left out); returns the report path."""
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    workloads, contestants, summaries = _select(load_summaries(run_dir), config, workloads, contestants)
+    workloads, contestants, summaries = _select(_load(run_dir, studies), config, workloads, contestants)
     scored = [s for s in summaries if s["workload"] in workloads]
     t = score.times_table(scored, contestants, workloads, "t")
     T = score.times_table(scored, contestants, workloads, "T")
@@ -333,17 +343,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def export(run_dir: str | Path, path: str | Path) -> Path:
+def export(run_dir: str | Path, path: str | Path, studies: int | None = None) -> Path:
     """Write the scores of a run with its provenance (the leaderboard file a README quotes, e.g.
     arena/leaderboard.json): leaderboard, t and T tables, per workload target, budget and hits / trials."""
     import time
 
-    from arena.run import load_summaries
-
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    workloads, contestants, summaries = _select(load_summaries(run_dir), config, None, None)
+    workloads, contestants, summaries = _select(_load(run_dir, studies), config, None, None)
     scored = [s for s in summaries if s["workload"] in workloads]
     t = score.times_table(scored, contestants, workloads, "t")
     T = score.times_table(scored, contestants, workloads, "T")
@@ -387,13 +395,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arena.report", description=__doc__.split("\n")[0])
     p.add_argument("run", help="an arena run folder (e.g. results/arena/quick)")
     p.add_argument("--export", default=None, metavar="FILE", help="also write the scores and provenance as JSON")
+    p.add_argument("--studies", type=positive_int, default=None, metavar="S", help="score only the first S studies")
     args = p.parse_args(argv)
     run_dir = Path(args.run)
     if not (run_dir / "trials").is_dir():
         raise MissingInputError(f"no arena trials under {run_dir}")
-    print(f"report: {write_report(run_dir)}")
+    print(f"report: {write_report(run_dir, studies=args.studies)}")
     if args.export:
-        print(f"scores: {export(run_dir, args.export)}")
+        print(f"scores: {export(run_dir, args.export, args.studies)}")
     return 0
 
 
