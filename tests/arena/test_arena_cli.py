@@ -189,6 +189,12 @@ def test_kill_9_then_resume_reruns_no_finished_trial(tmp_path):
     for path, stamp in before.items():
         assert after[path] == stamp, f"finished trial rerun: {path}"
     assert len(arena_run.load_summaries(run_dir)) == 15
+    from arena import report
+
+    first = json.loads(report.export(run_dir, tmp_path / "first.json", studies=1).read_text())["provenance"]
+    every = json.loads(report.export(run_dir, tmp_path / "every.json").read_text())["provenance"]
+    assert (first["studies_finished"], first["finished_trials"]) == (1, 4 + 1)
+    assert (every["studies_finished"], every["finished_trials"]) == (3, 15)
 
 
 def test_report_cli_on_a_missing_folder(capsys, tmp_path):
