@@ -550,7 +550,7 @@ class AutoWU(LRScheduler):
         self._t0, self._eta0, self._reason, self._peak = a["t_0"], a["eta_0"], a["reason"], a["peak"]
         hist = state["history"].to(torch.float64)
         self._chunks = [hist.clone()]
-        self._buf, self._buf_count = None, 0
+        self._buf = None  # the next _record rebuilds it from the pending values and sets the count
         self._pending_restore = state["pending"].to(torch.float64).clone()
         self._pending_dtype = state["pending_dtype"]
         self._ref_median = state["ref_median"]

@@ -341,6 +341,10 @@ def test_tests_log_and_history_on_a_falling_loss():
     assert st["last_estimate"] == pytest.approx(MIN * (ramp(16) / MIN) ** (15 / 16), rel=1e-12)
     assert st["ref_median"] == float(torch.tensor(losses[:4], dtype=torch.float64).median())
     assert st["pending"].tolist() == losses[16:19] and st["pending_dtype"] == "float64"
+    sched, _ = build()
+    drive(sched, falling(8))
+    st = sched.state_dict()
+    assert st["pending"].numel() == 0 and st["pending_dtype"] == "", "right after a test"
 
 
 def test_missing_probabilities_are_logged_as_nan():
@@ -927,6 +931,14 @@ def test_rank0_reduces_once_per_test_and_broadcasts_the_outcome(fake_dist):
     assert sched.switch_step == 16 and gp.calls == 4
 
 
+def test_reduction_over_a_process_group(fake_dist):
+    group = object()
+    dist = fake_dist(group=group)  # FakeDist checks that every call names this group
+    sched, _ = build(process_group=group, reduce_loss=True)
+    drive(sched, vee(8))
+    assert len(dist.reduced) == 2 and sched.history.tolist() == [v + 0.5 for v in vee(8)]
+
+
 def test_no_reduction_without_reduce_loss_and_group_source_rank(fake_dist):
     group = object()
     dist = fake_dist(group=group)
@@ -1141,3 +1153,18 @@ def test_rank0_messages_for_every_decision(fake_dist):
     sched, _ = build(e=40, immediate_cooldown=False, decay_phase_stat="loss")
     drive(sched, vee(16) + [math.nan] * 4)
     assert [m.tolist() for m, _ in dist.sent][4:] == [[0.0, 0.0, 0.0]]
+
+
+@pytest.mark.gpu
+def test_cuda_losses_give_the_cpu_schedule():
+    """A loss buffer on the GPU (device='cuda'): history on the host in float64, the same LRs as with CPU losses."""
+    losses = vee(40)
+    losses[21] = 1e6
+    cpu, _ = build(on_nonfinite="raise")
+    lrs_cpu = drive(cpu, losses)
+    gpu, _ = build(on_nonfinite="raise", device="cuda")
+    lrs_gpu = drive(gpu, [torch.tensor(v, device="cuda") for v in losses[:18]])
+    assert gpu._buf.device.type == "cuda" and gpu.state_dict()["pending"].device.type == "cpu"
+    lrs_gpu += drive(gpu, [torch.tensor(v, device="cuda") for v in losses[18:]])
+    assert lrs_gpu == lrs_cpu and gpu.history.device.type == "cpu" and gpu.history.dtype == torch.float64
+    assert gpu.history.tolist() == cpu.history.float().double().tolist()
