@@ -9,8 +9,8 @@ last increment of the residual d; alpha step size, beta momentum, gamma batch no
 
 `FullStepper` (a loop's steps, buffers reused) and `full_step` (one step) work in the eigenbasis of K~ (DESIGN.md §3.2):
 every term is elementwise there except diag(C) and the noise,
-dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and Z = N U^T diag(dg) U, two N x N matmuls per step (in-place
-elementwise work, J^T carried explicitly so that only Z needs a transposed read).
+dg_i = sum_kl U_ik C_kl U_il = rowsum((U C) * U) and the symmetric Z = N U^T diag(dg) U, 1.75 N x N matmuls per step
+(Z from three half-size blocks; in-place elementwise work on row-major arrays, J^T carried explicitly).
 `full_step_naive` is (E3) written in the sample basis (five matmuls), the test oracle and benchmark baseline.
 
 Notes: the reference recursion was unstable in floating point (its antisymmetric part grows); here the dynamics run in
@@ -64,51 +64,75 @@ def to_sample_basis(state: FullState, U) -> FullState:
     return FullState(*(U @ X @ U.T for X in state[:3]))
 
 
-STEP_STREAMS = 47  # N x N array reads + writes of FullStepper.step's elementwise work, counted by hand
+STEP_STREAMS = 49  # N x N array reads + writes of FullStepper.step's elementwise work, counted by hand
 
 
 class FullStepper:
     """Steps of (E3) in the eigenbasis of K~ with every N x N buffer allocated once (DESIGN.md §8 B1).
 
-    Two matmuls per step (dg_i = rowsum((U C) * U) and Z = N U^T diag(dg) U) and elementwise passes that read or
-    write an N x N array STEP_STREAMS = 47 times in all (the memory traffic of the roofline in DESIGN.md §8 B1).
+    Per step: one N x N matmul for dg_i = rowsum((U C) * U), 3/4 of one for the symmetric Z = N U^T diag(dg) U
+    (three half-size blocks), and elementwise passes that read or write an N x N array about STEP_STREAMS = 49
+    times in all (the memory traffic of the roofline in DESIGN.md §8 B1).
     Each step writes into one of two output states, never the one it reads, so the state passed to `step` stays
     valid (and can be kept, e.g. frozen at divergence) until the step after the next.
     """
 
     def __init__(self, lam: torch.Tensor, U: torch.Tensor):
-        self.lam, self.U = lam, U
+        # every N x N array row-major: U from eigh is column-major, and an elementwise op over arrays of mixed
+        # layouts reads one of them with a stride of N (several times slower than a contiguous stream)
+        self.lam, self.U = lam, U.contiguous()
         self.lam_outer = torch.outer(lam, lam)  # lam_k lam_l: exactly symmetric, constant over the run
-        self._W, self._Z = torch.empty_like(U), torch.empty_like(U)
+        self._W, self._Z = self._empty(), self._empty()
         self._outs: list[FullState] = []
+
+    def _empty(self) -> torch.Tensor:
+        return torch.empty(self.U.shape, dtype=self.U.dtype, device=self.U.device)
 
     def _out_for(self, state: FullState) -> FullState:
         used = {x.data_ptr() for x in state if x is not None}
         for out in self._outs:
             if not used.intersection(x.data_ptr() for x in out):
                 return out
-        out = FullState(*(torch.empty_like(self.U) for _ in range(4)))
+        out = FullState(*(self._empty() for _ in range(4)))
         self._outs.append(out)
         return out
+
+    def _symmetric_noise(self, W: torch.Tensor) -> torch.Tensor:
+        """Z + Z^T for Z = W^T U (symmetric in exact arithmetic), from three of its four half-size blocks.
+
+        The lower-left block is the mirror of the upper-right one, so the matmul costs 3/4 of an N x N product and
+        the result is exactly symmetric without a transposed pass over all of Z. Overwrites W with the result.
+        """
+        U, N = self.U, self.U.shape[0]
+        h, m = N // 2, N - N // 2
+        z = self._Z.view(-1)
+        Z11, Z12, Z22 = z[: h * h].view(h, h), z[h * h : h * N].view(h, m), z[h * N : h * N + m * m].view(m, m)
+        torch.matmul(W[:, :h].T, U[:, :h], out=Z11)
+        torch.matmul(W[:, :h].T, U[:, h:], out=Z12)
+        torch.matmul(W[:, h:].T, U[:, h:], out=Z22)
+        torch.add(Z11, Z11.T, out=W[:h, :h])
+        torch.add(Z12, Z12, out=W[:h, h:])
+        W[h:, :h].copy_(W[:h, h:].T)
+        torch.add(Z22, Z22.T, out=W[h:, h:])
+        return W
 
     def step(self, state: FullState, alpha: float, beta: float, gamma: float) -> FullState:
         """One step of (E3) from `state` (eigenbasis); returns C', J', P', J'^T in this stepper's buffers.
 
-        J^T is carried as its own array, so only the noise matrix Z needs a transposed read (it is symmetrized once).
-        C and P stay exactly symmetric (DESIGN.md §3.9): every term of P' pairs (k, l) with (l, k) through the same
-        rounded factors, and C' = C + J' + J'^T - P' (equal to (E3)'s C' since J' + J'^T = beta (J + J^T)
-        - alpha (K~C + CK~) + 2 P') is a sum of J' and its carried transpose, symmetric by commutativity.
+        J^T is carried as its own array and the noise term is built exactly symmetric from three blocks, so no step
+        reads a whole N x N array transposed. C and P stay exactly symmetric (DESIGN.md §3.9): every term of P'
+        pairs (k, l) with (l, k) through the same rounded factors, and C' = C + J' + J'^T - P' (equal to (E3)'s C'
+        since J' + J'^T = beta (J + J^T) - alpha (K~C + CK~) + 2 P') is a sum of J' and its carried transpose,
+        symmetric by commutativity.
         """
-        C, J, P, Jt = state
-        if Jt is None:
-            Jt = J.T.contiguous()
+        C, J, P = (x.contiguous() for x in state[:3])
+        Jt = J.T.contiguous() if state.Jt is None else state.Jt.contiguous()
         U, lam, W, Z = self.U, self.lam, self._W, self._Z
         C_new, J_new, P_new, Jt_new = self._out_for(state)
         N = lam.shape[0]
-        dg = torch.linalg.vecdot(torch.matmul(U, C, out=W), U)  # diag of the sample-basis C: rowsum((U C) * U)
+        dg = torch.matmul(U, C, out=W).mul_(U).sum(1)  # diag of the sample-basis C: rowsum((U C) * U)
         torch.mul(U, (0.5 * gamma * alpha * alpha * N * dg)[:, None], out=W)
-        torch.matmul(U.T, W, out=Z)  # alpha^2 gamma N U^T diag(dg) U / 2 (not exactly symmetric)
-        noise = torch.add(Z, Z.T, out=W)  # exactly symmetric
+        noise = self._symmetric_noise(W)  # alpha^2 gamma N U^T diag(dg) U, exactly symmetric, in W
         noise.add_(C, alpha=alpha * alpha * (1.0 - gamma)).mul_(self.lam_outer)
         ab = -alpha * beta * lam
         torch.mul(J, ab[:, None], out=P_new)  # -alpha beta (K~J + J^T K~): (k, l) and (l, k) pair the same products
@@ -121,7 +145,7 @@ class FullStepper:
 
 
 def full_step(state: FullState, lam, U, alpha, beta, gamma) -> FullState:
-    """One step of (E3) in the eigenbasis of K~ (two N x N matmuls; floats alpha, beta, gamma), fresh output arrays.
+    """One step of (E3) in the eigenbasis of K~ (1.75 N x N matmuls; floats alpha, beta, gamma), fresh output arrays.
 
     A loop should hold one `FullStepper` instead (as `full_run` does): it reuses its buffers across steps.
     """
