@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from arena import score
-from common.cli import ArgumentParser, MissingInputError, positive_int, run_main
+from common.cli import ArgumentParser, MissingInputError, csv_list, positive_int, run_main
 
 __all__ = ["leaderboard", "write_report", "main", "REFERENCE", "TAU_MAX"]
 
@@ -343,7 +343,9 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def export(run_dir: str | Path, path: str | Path, studies: int | None = None) -> Path:
+def export(
+    run_dir: str | Path, path: str | Path, studies: int | None = None, workloads: Sequence[str] | None = None
+) -> Path:
     """Write the scores of a run with its provenance (the leaderboard file a README quotes, e.g.
     arena/leaderboard.json): leaderboard, t and T tables, per workload target, budget and hits / trials."""
     import time
@@ -351,7 +353,7 @@ def export(run_dir: str | Path, path: str | Path, studies: int | None = None) ->
     run_dir = Path(run_dir)
     config_file = run_dir / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    workloads, contestants, summaries = _select(_load(run_dir, studies), config, None, None)
+    workloads, contestants, summaries = _select(_load(run_dir, studies), config, workloads, None)
     scored = [s for s in summaries if s["workload"] in workloads]
     t = score.times_table(scored, contestants, workloads, "t")
     T = score.times_table(scored, contestants, workloads, "T")
@@ -396,13 +398,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run", help="an arena run folder (e.g. results/arena/quick)")
     p.add_argument("--export", default=None, metavar="FILE", help="also write the scores and provenance as JSON")
     p.add_argument("--studies", type=positive_int, default=None, metavar="S", help="score only the first S studies")
+    p.add_argument(
+        "--workloads", type=csv_list(str), default=None, metavar="A,B", help="score only these workloads of the run"
+    )
     args = p.parse_args(argv)
     run_dir = Path(args.run)
     if not (run_dir / "trials").is_dir():
         raise MissingInputError(f"no arena trials under {run_dir}")
-    print(f"report: {write_report(run_dir, studies=args.studies)}")
+    print(f"report: {write_report(run_dir, args.workloads, studies=args.studies)}")
     if args.export:
-        print(f"scores: {export(run_dir, args.export, args.studies)}")
+        print(f"scores: {export(run_dir, args.export, args.studies, args.workloads)}")
     return 0
 
 
