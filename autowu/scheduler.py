@@ -1,6 +1,6 @@
 """AutoWU: automated warmup and decay of the learning rate (Kim et al., AutoML@ICML 2021, arXiv 2107.05855).
 
-Spec sections 3.1 (closed forms), 3.2 (the test, in autowu.gp_test), 3.3 (options), 3.4 (loss input), 3.5 (state,
+DESIGN.md §3.1 (closed forms), §3.2 (the test, in autowu.gp_test), §3.3 (options), §3.4 (loss input), §3.5 (state,
 distributed). Symbols: S steps per epoch, E epochs, T = S E, W = floor(f_w T), r = eta_max/eta_min, lr_u the LR used
 by update u; after k calls of step(loss) the optimizer holds lr_{k+1}.
 """
