@@ -78,7 +78,7 @@ class FullStepper:
     """
 
     def __init__(self, lam: torch.Tensor, U: torch.Tensor):
-        # every N x N array row-major: U from eigh is column-major, and an elementwise op over arrays of mixed
+        # every N x N array row-major: U (from eigh or QR) is column-major, and an elementwise op over arrays of mixed
         # layouts reads one of them with a stride of N (several times slower than a contiguous stream)
         self.lam, self.U = lam, U.contiguous()
         self.lam_outer = torch.outer(lam, lam)  # lam_k lam_l: exactly symmetric, constant over the run
