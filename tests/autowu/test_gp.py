@@ -410,3 +410,10 @@ def test_posterior_parts_jitter_a_singular_covariance():
     assert torch.allclose(mu, 1.0 + k * float((y - 1.0).sum()) / (n + d), rtol=1e-6, atol=0)  # cond(A) ~ 4e10
     assert torch.allclose(diag, torch.diagonal(cov), rtol=0, atol=1e-9)
     assert torch.allclose(col, cov[:, -1], rtol=0, atol=1e-9)
+
+
+def test_posterior_jitter_scales_with_the_variances():
+    """A = 1e6 11^T - I has eigenvalue -1: the largest jitter, 1e-6 (s_f^2 + s_n^2) = 0.999999, cannot repair it."""
+    x = torch.zeros(4, dtype=torch.float64)
+    y = torch.tensor([1.0, 1.2, 0.9, 1.1], dtype=torch.float64)
+    assert posterior_parts(x, y, torch.linspace(0, 1, 5, dtype=torch.float64), 1.0, 1e6, -1.0, 0.2) is None
