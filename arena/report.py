@@ -71,11 +71,11 @@ def _plot_profiles(t, T, path: Path) -> Path:
     fig, axes = new_figure("Performance profiles (CPU-seconds)", "tau (ratio to the fastest)", "rho(tau)", ncols=2)
     for ax, times, what in ((axes[0], t, "time to target t"), (axes[1], T, "total cost T (incl. tuning)")):
         prof = score.performance_profile(times, taus)
-        for c, rho in sorted(prof.items()):
-            ax.step(taus, rho, where="post", label=c)
+        for i, (c, rho) in enumerate(sorted(prof.items())):  # 10 colours, then dashed: every line tells apart
+            ax.step(taus, rho, where="post", label=c, color=f"C{i % 10}", ls="-" if i < 10 else "--")
         ax.set_title(what)
         ax.set_ylim(-0.02, 1.02)
-    axes[1].legend(loc="lower right", fontsize=7)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
     return save_figure(fig, path)
 
 
