@@ -296,10 +296,13 @@ def parse_table(text: str) -> dict[str, dict]:
     """The rows of the README score table back as dicts (so one module's run keeps the others' rows)."""
     rows: dict[str, dict] = {}
     block = text.split(TABLE_START, 1)[-1].split(TABLE_END, 1)[0] if TABLE_START in text else ""
-    pattern = (
-        r"^\| (\S+) \| (\d+) \| (\d+) \((\d+)\) \| (\d+)(?: \((\d+) not checked\))? \| (\d+) \| [^|]+ \| (\S+) \|$"
+    pattern = re.compile(
+        r"\| (\S+) \| (\d+) \| (\d+) \((\d+)\) \| (\d+)(?: \((\d+) not checked[^)]*\))? \| (\d+) \| [^|]+ \| (\S+) \|"
     )
-    for m in re.finditer(pattern, block, re.M):
+    for line in block.strip().splitlines()[2:]:
+        m = pattern.fullmatch(line.strip())
+        if m is None:  # never drop a row silently: a hand edit that breaks the format is an error
+            raise SystemExit(f"mutation: error: cannot read this score-table row of tests/README.md: {line.strip()}")
         rows[m[1]] = {
             "killed": int(m[3]),
             "timeout": int(m[4]),

@@ -71,7 +71,12 @@ def test_readme_table_keeps_other_modules(tmp_path: Path, monkeypatch: pytest.Mo
     assert "| a.py | 10 | 8 (1) | 0 | 2 | 100.0% | 2026-12-06 |" in text
     assert "| b.py | 6 | 3 (0) | 1 (2 not checked) | 0 | 50.0% | 2026-12-07 |" in text
     assert run.percent(222 / 223) == "99.5%" and run.percent(1.0) == "100.0%", "a survivor never reads 100 %"
-    assert run.parse_table(run.README.read_text()) is not None  # the real README has the block
+    readme_rows = run.parse_table(run.README.read_text())  # every row of the real table reads back
+    assert set(readme_rows) == set(run.load_modules()), "one score row per module of modules.toml"
+    hand_edited = text.replace("| 1 (2 not checked) |", "| 1 (2 not checked: 1800 s cap) |")
+    assert run.parse_table(hand_edited)["b.py"] == new, "a cap note after 'not checked' still parses"
+    with pytest.raises(SystemExit, match="cannot read"):
+        run.parse_table(text.replace("| 3 (0) |", "| 3 |"))  # a malformed row is an error, never dropped
 
 
 def test_scratch_config_mutates_only_the_module(tmp_path: Path) -> None:
