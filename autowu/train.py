@@ -36,7 +36,9 @@ from common.cli import (
     UsageError,
     add_run_args,
     announce_resume,
+    auto_or,
     nonneg_float,
+    nonneg_int,
     positive_float,
     positive_int,
     run_main,
@@ -48,24 +50,6 @@ from common.runtime import resolve_device, seed_everything
 SMALL_MODELS = ("cnn_bn", "cnn1d_bn", "mlp")
 
 
-def _auto_or(kind, what):
-    """argparse type: the word 'auto' or a value parsed by ``kind`` that must be >= 0."""
-
-    def parse(text: str):
-        if text == "auto":
-            return text
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected 'auto' or {what}, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"expected 'auto' or {what}, got {text!r}")
-        return value
-
-    parse.__name__ = what.replace(" ", "_")
-    return parse
-
-
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n")[0])
     g = p.add_argument_group("dataset")
@@ -73,7 +57,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--dataset", default="auto", metavar="NAME", help=f"auto | {' | '.join(DATASETS)}")
     g.add_argument(
         "--workers",
-        type=_auto_or(int, "a non-negative integer"),
+        type=auto_or(nonneg_int),
         default="auto",
         metavar="N",
         help="loader workers (auto: 8 for imagenet, else 0)",
@@ -84,7 +68,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--width", type=positive_int, default=16, metavar="W", help="width of the small models")
     g.add_argument(
         "--label-smoothing",
-        type=_auto_or(float, "a non-negative number"),
+        type=auto_or(nonneg_float),
         default="auto",
         metavar="EPS",
         help="auto: 0.1 for efficientnet_b0, else 0",

@@ -213,6 +213,26 @@ nonneg_float = _number(float, lambda v: v >= 0 and v != float("inf"), "a non-neg
 probability = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 
 
+def auto_or(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse type: the word ``auto`` (kept as the string) or a value that ``kind`` accepts.
+
+    ``kind`` is one of the number types above (``auto_or(nonneg_int)`` for ``--workers auto|N``); its message is kept:
+    ``expected 'auto' or a non-negative integer, got '-1'``.
+    """
+    what = getattr(kind, "__name__", "a value").replace("_", " ")
+
+    def parse(text: str) -> Any:
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"expected 'auto' or {what}, got {text!r}") from None
+
+    parse.__name__ = f"auto or {what}".replace(" ", "_")
+    return parse
+
+
 def existing_file(text: str) -> Path:
     """argparse type: a path that must name an existing file."""
     path = Path(text)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from common.cli import MissingInputError, UsageError, device_arg, nonneg_float, nonneg_int, positive_int
+from common.cli import MissingInputError, UsageError, auto_or, device_arg, nonneg_float, nonneg_int, positive_int
 from hp_scaling.dags import InvalidCodeError, arch_str_to_code, parse_code
 from hp_scaling.scaling import INITS, NoPathError, path_sum
 from hp_scaling.train import TrainConfig
@@ -36,9 +36,8 @@ __all__ = [
 ]
 
 
-def depth_offset_arg(text: str) -> str | int:
-    """argparse type for ``--depth_offset``: ``auto`` or a positive integer (L_p = k_p + offset, eq. 8)."""
-    return text if text == "auto" else positive_int(text)
+depth_offset_arg = auto_or(positive_int)
+"""argparse type for ``--depth_offset``: ``auto`` or a positive integer (L_p = k_p + offset, eq. 8)."""
 
 
 def gpu_arg(text: str) -> str:

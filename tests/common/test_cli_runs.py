@@ -19,10 +19,13 @@ from common.cli import (
     add_run_args,
     announce_resume,
     apply_preset,
+    auto_or,
     check_range,
     device_arg,
     existing_file,
     expand_grid,
+    nonneg_float,
+    nonneg_int,
     positive_int,
     run_main,
 )
@@ -305,3 +308,18 @@ def test_write_csv_header_append_and_extras(tmp_path: Path) -> None:
     assert path.read_text().splitlines() == ["a", "1"]
     run = open_run("toy", "csv", name="r", root=tmp_path)
     assert run.write_csv("table.csv", [{"x": 1}]).read_text().splitlines() == ["x", "1"]
+
+
+def test_auto_or_keeps_auto_and_the_inner_rule() -> None:
+    workers = auto_or(nonneg_int)
+    assert workers("auto") == "auto" and workers("0") == 0 and workers("8") == 8
+    for bad in ("-1", "1.5", "AUTO", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"expected 'auto' or a non-negative integer, got {bad!r}"):
+            workers(bad)
+    smoothing = auto_or(nonneg_float)
+    assert smoothing("0.1") == 0.1
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'auto' or a non-negative number"):
+        smoothing("inf")
+    parser = ArgumentParser(prog="t")
+    parser.add_argument("--workers", type=workers, default="auto")
+    assert parser.parse_args(["--workers", "3"]).workers == 3 and parser.parse_args([]).workers == "auto"
