@@ -40,6 +40,8 @@ def multi_jvp(
     """Return (f(x), d) with d[i] = J_f(x) V[i]; with has_aux, (f(x), d, aux) where f returns (out, aux).
 
     x is a tensor or a tuple of tensors (then V is a tuple of (K, *x_j.shape) tensors); V has a leading K axis.
+    A function with random operations (dropout) is evaluated with one draw shared by all K lanes of a vmap call; with
+    ``chunk_size`` each chunk draws anew.
     """
     primals = x if isinstance(x, tuple) else (x,)
     lanes = V if isinstance(V, tuple) else (V,)
@@ -51,7 +53,9 @@ def multi_jvp(
             return jvp(f, primals, tangents, has_aux=has_aux)
 
         out_dims = (None, 0, None) if has_aux else (None, 0)
-        batched = vmap(one, in_dims=0, out_dims=out_dims)
+        # randomness="same": every lane sees the same random draws (one dropout mask), so the K directional
+        # derivatives are of one stochastic loss, as in the loop backend's single jvp per call
+        batched = vmap(one, in_dims=0, out_dims=out_dims, randomness="same")
         k = lanes[0].shape[0]
         if chunk_size is None or chunk_size >= k:
             return _same_dtype(batched(*lanes))

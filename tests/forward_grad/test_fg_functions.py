@@ -109,3 +109,16 @@ def test_seeded_runs_bitwise_equal():
     a = optimize("styblinski-tang", 16, "frog:4", 0.05, max_steps=50, seed=3)
     b = optimize("styblinski-tang", 16, "frog:4", 0.05, max_steps=50, seed=3)
     assert a.final_f == b.final_f and math.isfinite(a.final_f)
+
+
+def test_multi_jvp_shares_one_dropout_draw_across_lanes() -> None:
+    """A model with dropout (arena's order_bert) runs under vmap, and every lane sees the same mask."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Dropout(0.5), torch.nn.Linear(32, 1)).train()
+    x = torch.randn(6)
+    V = torch.randn(4, 6)
+    V[1] = V[0]  # a duplicated tangent: equal derivatives only if both lanes saw the same mask
+    V[3] = 2 * V[2]  # linearity in the tangent holds within one draw
+    _, d = multi_jvp(lambda z: net(z).sum(), x, V)
+    assert d.shape == (4,)
+    assert d[1] == d[0] and torch.allclose(d[3], 2 * d[2])
