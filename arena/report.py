@@ -17,11 +17,14 @@ from typing import Any
 
 from arena import score
 from common.cli import ArgumentParser, MissingInputError, csv_list, positive_int, run_main
+from common.report import git_commit
 
 __all__ = ["leaderboard", "write_report", "main", "REFERENCE", "TAU_MAX"]
 
 REFERENCE = "adamw_cosine"
 TAU_MAX = 4.0
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _na(summaries: list[dict], c: str, w: str) -> bool:
@@ -295,6 +298,17 @@ def _load(run_dir: Path, studies: int | None) -> list[dict[str, Any]]:
     return summaries if studies is None else [s for s in summaries if int(s["study"]) < studies]
 
 
+def _scored(run_dir: Path, studies: int | None, workloads, contestants) -> tuple:
+    """(config, workloads, contestants, summaries, scored summaries, t table, T table) of a run's selection."""
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    workloads, contestants, summaries = _select(_load(run_dir, studies), config, workloads, contestants)
+    scored = [s for s in summaries if s["workload"] in workloads]
+    t = score.times_table(scored, contestants, workloads, "t")
+    T = score.times_table(scored, contestants, workloads, "T")
+    return config, workloads, contestants, summaries, scored, t, T
+
+
 def write_report(
     run_dir: str | Path,
     workloads: Sequence[str] | None = None,
@@ -304,12 +318,7 @@ def write_report(
     """Write ``<run_dir>/REPORT.md`` (and its PNGs) from the finished trials (of the first ``studies`` studies when
     given: a study still running is left out); returns the report path."""
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    workloads, contestants, summaries = _select(_load(run_dir, studies), config, workloads, contestants)
-    scored = [s for s in summaries if s["workload"] in workloads]
-    t = score.times_table(scored, contestants, workloads, "t")
-    T = score.times_table(scored, contestants, workloads, "T")
+    config, workloads, contestants, summaries, scored, t, T = _scored(run_dir, studies, workloads, contestants)
     rows = leaderboard(scored, workloads, contestants)
     figs = run_dir / "figures"
     figures = [_plot_profiles(t, T, figs / "profiles.png")]
@@ -333,16 +342,6 @@ def _plain(table: dict) -> dict:
     return {c: {w: (v if math.isfinite(v) else None) for w, v in row.items()} for c, row in table.items()}
 
 
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def export(
     run_dir: str | Path, path: str | Path, studies: int | None = None, workloads: Sequence[str] | None = None
 ) -> Path:
@@ -351,12 +350,7 @@ def export(
     import time
 
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    workloads, contestants, summaries = _select(_load(run_dir, studies), config, workloads, None)
-    scored = [s for s in summaries if s["workload"] in workloads]
-    t = score.times_table(scored, contestants, workloads, "t")
-    T = score.times_table(scored, contestants, workloads, "T")
+    config, workloads, contestants, summaries, scored, t, T = _scored(run_dir, studies, workloads, None)
     per_workload = {}
     for w in workloads:
         mine = [s for s in scored if s["workload"] == w and s.get("status") != "n/a"]
@@ -375,7 +369,7 @@ def export(
     doc = {
         "provenance": {
             "command": (f"mpirun -n {ranks} " if ranks > 1 else "") + command,
-            "commit": _git_commit(),
+            "commit": git_commit(REPO_ROOT),
             "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "studies_finished": len(studies),
             "trials_per_study": config.get("trials"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -29,12 +28,15 @@ from arena.score import median
 from arena.trial import TrialSpec, run_trial
 from common.checkpoint import save_checkpoint
 from common.cli import ArgumentParser, UsageError, add_run_args, csv_list, positive_int, run_main
+from common.report import git_commit
 
 __all__ = ["BASELINES", "BUDGET_FACTOR", "derive", "main"]
 
 BASELINES = ("adamw_cosine", "sgd_nesterov_cosine")
 BUDGET_FACTOR = 4.0 / 3.0
 GPU_NOTE = "empty until a GPU run of `python -m arena.targets --workloads gpu --device cuda` fills it"
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def derive(reruns: list[dict[str, Any]], direction: str) -> tuple[float, float, list[float]]:
@@ -58,14 +60,6 @@ def _run(job: Job, spec: TrialSpec, run_dir: Path, workload, contestant, log) ->
     save_checkpoint(path / "trial.pt", {"summary": summary})
     log(f"{job.workload} {job.contestant} t{job.trial}: best {summary.get('best_val')} cpu {summary['cpu']:.2f}s")
     return summary
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def build_parser() -> ArgumentParser:
@@ -206,7 +200,7 @@ def _write_table(args, argv, run_dir: Path, workloads: dict, best: dict, size: i
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commit = _commit()
+    commit = git_commit(REPO_ROOT)
     from common.distributed import mpi_comm, mpi_rank, mpi_size
 
     rank, size = mpi_rank(), mpi_size()

@@ -87,7 +87,7 @@ def code_version(dirs: Iterable[str | Path], root: str | Path = REPO_ROOT) -> st
     return digest.hexdigest()
 
 
-def _git_commit(root: Path) -> str:
+def git_commit(root: Path) -> str:
     """Short commit of ``root`` with ``+dirty`` when tracked files differ from it; "unknown" without git."""
     try:
         out = subprocess.run(
@@ -116,7 +116,7 @@ def stamp(
         "config_sha256": config_digest(config),
         "code_sha256": code_version(dirs, root),
         "code_dirs": dirs,
-        "commit": _git_commit(Path(root)),
+        "commit": git_commit(Path(root)),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": json.loads(json.dumps(config, default=str)),
     }
